@@ -45,7 +45,9 @@ mmcv_ok() { "$PY" -c "import mmcv, mmcv.ops, mmcv._ext; assert mmcv.__version__ 
 
 if ! mmcv_ok; then
     PYTAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-    WHEEL_DIR="$CACHE/wheels/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)"
+    # mmcv compiles its CUDA ops only where torch sees a GPU (or FORCE_CUDA=1): key on that too.
+    OPS="$("$PY" -c 'import os, torch; cuda = os.environ.get("FORCE_CUDA") == "1" or torch.cuda.is_available(); print("cu" + torch.version.cuda.replace(".", "") if cuda and torch.version.cuda else "cpu")')"
+    WHEEL_DIR="$CACHE/wheels/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)-$OPS"
     mkdir -p "$WHEEL_DIR"
     # One build per machine, even when several checkouts set up at once.
     exec 9>"$WHEEL_DIR.lock"
@@ -71,9 +73,12 @@ if ! mmcv_ok; then
     "${PIP[@]}" install --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-*.whl
 fi
 
-if [ -f "$ROOT/setup.py" ]; then
-    # mmcv itself is already in place; its pure-python deps come with mmdet / mmengine.
-    "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[tests]"
+# mmcv is already in place, so pip resolves it as satisfied and never builds it in isolation.
+"${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[tests]"
+# SAM2 is a test-only reference. Its sdist builds CUDA code and would pull a new torch by default,
+# hence no deps (its small pure-python needs come with the tests extra) and no CUDA build.
+if ! "$PY" -c "import sam2.modeling.backbones.hieradet" 2>/dev/null; then
+    SAM2_BUILD_CUDA=0 "${PIP[@]}" install -c "$CONSTRAINTS" --no-deps --no-build-isolation sam2==1.1.0
 fi
 mmcv_ok || { log "mmcv ops do not import after set-up"; exit 1; }
 log "environment ready: $VENV"

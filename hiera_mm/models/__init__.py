@@ -1,0 +1,3 @@
+from .backbone import HieraBackbone
+
+__all__ = ['HieraBackbone']

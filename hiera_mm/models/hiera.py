@@ -1,0 +1,350 @@
+"""Hiera (Ryali et al., ICML 2023) in plain torch, for dense prediction at any input size.
+
+The reference implementations (FAIR's ``hiera``, timm, transformers) "unroll" the token sequence so
+that mask units become contiguous, and fix that ordering for one image size at construction. The
+same computation is expressed here in spatial NHWC order, with every size derived per forward:
+
+* mask-unit attention   == attention inside non-overlapping windows of one mask unit
+                           (8x8 tokens at stride 4, 4x4 at stride 8, 2x2 at stride 16);
+* query pooling          == 2x2 max pooling of the queries inside each window (or over the whole
+                           map for global attention) and of the residual branch;
+* global attention       == attention over all tokens (token order never matters there).
+
+So the pretrained weights give the pretrained function at 224 and the natural extension at any size
+that is a multiple of 32 pixels (a mask unit). SAM2's Hiera trunk is the same network with other
+window sizes and an absolute-window position embedding; both are covered by ``Hiera`` below.
+
+This file imports nothing but torch, so it runs without the OpenMMLab stack (e.g. for benchmarks).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+# Hiera image models of the paper (IN1K / MAE checkpoints on the HF hub as facebook/hiera-*-224-hf).
+# SAM2 / SAM2.1 image-encoder trunks: windowed attention per stage, a few global blocks and an
+# absolute-window position embedding (settings from SAM2's released model configs).
+ARCH_SETTINGS = {
+    'tiny': dict(embed_dim=96, depths=(1, 2, 7, 2), num_heads=(1, 2, 4, 8)),
+    'small': dict(embed_dim=96, depths=(1, 2, 11, 2), num_heads=(1, 2, 4, 8)),
+    'base': dict(embed_dim=96, depths=(2, 3, 16, 3), num_heads=(1, 2, 4, 8)),
+    'base_plus': dict(embed_dim=112, depths=(2, 3, 16, 3), num_heads=(2, 4, 8, 16)),
+    'large': dict(embed_dim=144, depths=(2, 6, 36, 4), num_heads=(2, 4, 8, 16)),
+    'huge': dict(embed_dim=256, depths=(2, 6, 36, 4), num_heads=(4, 8, 16, 32)),
+    'sam2_tiny': dict(embed_dim=96, depths=(1, 2, 7, 2), num_heads=(1, 2, 4, 8),
+                      window_sizes=(8, 4, 14, 7), global_blocks=(5, 7, 9),
+                      pos_embed='abs_win', pos_embed_size=(7, 7)),
+    'sam2_small': dict(embed_dim=96, depths=(1, 2, 11, 2), num_heads=(1, 2, 4, 8),
+                       window_sizes=(8, 4, 14, 7), global_blocks=(7, 10, 13),
+                       pos_embed='abs_win', pos_embed_size=(7, 7)),
+    'sam2_base_plus': dict(embed_dim=112, depths=(2, 3, 16, 3), num_heads=(2, 4, 8, 16),
+                           window_sizes=(8, 4, 14, 7), global_blocks=(12, 16, 20),
+                           pos_embed='abs_win', pos_embed_size=(14, 14)),
+    'sam2_large': dict(embed_dim=144, depths=(2, 6, 36, 4), num_heads=(2, 4, 8, 16),
+                       window_sizes=(8, 4, 16, 8), global_blocks=(23, 33, 43),
+                       pos_embed='abs_win', pos_embed_size=(7, 7)),
+}
+# The SAM2.1 releases share the SAM2 trunks.
+for _size in ('tiny', 'small', 'base_plus', 'large'):
+    ARCH_SETTINGS[f'sam2.1_{_size}'] = ARCH_SETTINGS[f'sam2_{_size}']
+
+ATTENTION_MODES = ('exact', 'windowed')
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) -> (B * num_windows, window, window, C), zero-padding H and W up to the window."""
+    B, H, W, C = x.shape
+    pad_h, pad_w = (-H) % window, (-W) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    Hp, Wp = H + pad_h, W + pad_w
+    x = x.view(B, Hp // window, window, Wp // window, window, C).transpose(2, 3)
+    return x.reshape(-1, window, window, C), (Hp, Wp)
+
+
+def window_unpartition(windows: torch.Tensor, padded_hw: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
+    """Inverse of ``window_partition``: (B * num_windows, w, w, C) -> (B, H, W, C), padding removed."""
+    Hp, Wp = padded_hw
+    window, C = windows.shape[1], windows.shape[-1]
+    B = windows.shape[0] // ((Hp // window) * (Wp // window))
+    x = windows.view(B, Hp // window, Wp // window, window, window, C).transpose(2, 3)
+    x = x.reshape(B, Hp, Wp, C)
+    H, W = hw
+    if Hp != H or Wp != W:
+        x = x[:, :H, :W].contiguous()
+    return x
+
+
+def max_pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Non-overlapping max pooling of a (..., H, W, C) tensor; Hiera's query pooling."""
+    if stride == 1:
+        return x
+    *lead, H, W, C = x.shape
+    x = x.reshape(-1, H // stride, stride, W // stride, stride, C)
+    return x.amax(dim=(2, 4)).reshape(*lead, H // stride, W // stride, C)
+
+
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop the residual branch of whole samples."""
+    if rate == 0.0 or not training:
+        return x
+    keep = 1.0 - rate
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+class PooledAttention(nn.Module):
+    """Multi-head attention over windows (``window > 0``) or all tokens, with optional query pooling.
+
+    ``window`` is in tokens of the input map. With ``q_stride`` 2 the queries are max pooled 2x2 inside
+    each window, so the output map is half the input size (Hiera's stage transitions).
+    """
+
+    def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: int = 1, window: int = 0):
+        super().__init__()
+        if dim_out % num_heads:
+            raise ValueError(f'dim_out {dim_out} is not divisible by num_heads {num_heads}')
+        self.num_heads = num_heads
+        self.q_stride = q_stride
+        self.window = window
+        self.qkv = nn.Linear(dim, 3 * dim_out)
+        self.proj = nn.Linear(dim_out, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, _ = x.shape
+        if self.window:
+            x, padded_hw = window_partition(x, self.window)
+        n, h, w, _ = x.shape
+        qkv = self.qkv(x).view(n, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (n, heads, h * w, head_dim)
+        if self.q_stride > 1:
+            q = max_pool_nhwc(q.view(n, self.num_heads, h, w, -1), self.q_stride).flatten(2, 3)
+            h, w = h // self.q_stride, w // self.q_stride
+        x = F.scaled_dot_product_attention(q, k, v)
+        x = self.proj(x.transpose(1, 2).reshape(n, h, w, -1))
+        if self.window:
+            s = self.q_stride
+            x = window_unpartition(x, (padded_hw[0] // s, padded_hw[1] // s), (H // s, W // s))
+        return x
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class HieraBlock(nn.Module):
+    """Pre-norm transformer block on NHWC maps; a stage's first block also pools and widens."""
+
+    def __init__(self, dim: int, dim_out: int, num_heads: int, mlp_ratio: float = 4.0,
+                 q_stride: int = 1, window: int = 0, drop_path_rate: float = 0.0, norm_eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = PooledAttention(dim, dim_out, num_heads, q_stride, window)
+        self.norm2 = nn.LayerNorm(dim_out, eps=norm_eps)
+        self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio))
+        # The residual follows the attention output: projected when the width changes, pooled when
+        # the queries are. Projecting the normed input follows the reference implementation.
+        self.proj = nn.Linear(dim, dim_out) if dim != dim_out else None
+        self.q_stride = q_stride
+        self.drop_path_rate = drop_path_rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_norm = self.norm1(x)
+        if self.proj is not None:
+            x = self.proj(x_norm)
+        x = max_pool_nhwc(x, self.q_stride)
+        x = x + drop_path(self.attn(x_norm), self.drop_path_rate, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
+
+    def extra_repr(self) -> str:
+        return (f'window={self.attn.window or "global"}, q_stride={self.q_stride}, '
+                f'drop_path={self.drop_path_rate:.3f}')
+
+
+def _block_layout(depths, mask_unit_attn, num_q_pool, window_sizes, global_blocks, attention,
+                  pretrain_tokens, mask_unit):
+    """Per block: (stage, q_stride, window in input tokens, 0 = global).
+
+    A stage's first block still attends with the previous stage's pattern (in its input, before
+    pooling): Hiera's "lag by one block", which SAM2 keeps too.
+    """
+    layout = []
+    for stage, depth in enumerate(depths):
+        for j in range(depth):
+            first = j == 0 and stage > 0
+            in_stage = stage - 1 if first else stage  # stage whose resolution the block reads
+            q_stride = 2 if first and stage <= num_q_pool else 1
+            if window_sizes is not None:  # SAM2 layout: an explicit window per stage
+                window = window_sizes[in_stage]
+            elif mask_unit_attn[stage] or (first and mask_unit_attn[in_stage]):
+                window = mask_unit // 2 ** in_stage
+            elif attention == 'windowed':
+                # The context a global block had at pretraining size: the whole 224 grid.
+                window = pretrain_tokens // 2 ** in_stage
+            else:
+                window = 0
+            layout.append([stage, q_stride, window])
+    for g in global_blocks:
+        layout[g][2] = 0
+    return [tuple(b) for b in layout]
+
+
+class Hiera(nn.Module):
+    """Hiera trunk returning the four stage maps in NHWC (strides 4, 8, 16, 32).
+
+    Args:
+        embed_dim, depths, num_heads: width, blocks per stage and heads per stage.
+        mlp_ratio: MLP hidden width over block width.
+        attention: 'exact' is the pretrained computation (mask-unit attention in stages 1-2 and the
+            first block of stage 3, global attention after). 'windowed' keeps that, but the blocks
+            that were global attend within windows of the 224-pixel grid (14x14 tokens in stage 3,
+            7x7 in stage 4), except ``global_blocks``. Both are identical at 224x224.
+        global_blocks: block indices over the whole network (from 0) that attend globally. Only
+            stage-3 and stage-4 blocks may be named.
+        window_sizes: per-stage window sizes (SAM2 trunks); overrides the mask-unit layout.
+        pos_embed: 'abs' (one learned map of the 224 token grid, resized bicubically to the input
+            grid as transformers' ``interpolate_pos_encoding`` does) or 'abs_win' (SAM2: a
+            background map resized to the grid plus a window map tiled over it).
+        pos_embed_size: grid of the stored (background) position embedding.
+        drop_path_rate: stochastic depth, rising linearly over the blocks.
+        with_cp: activation checkpointing per block during training.
+    """
+
+    patch_stride = 4
+
+    def __init__(self, embed_dim: int = 96, depths: Sequence[int] = (1, 2, 7, 2),
+                 num_heads: Sequence[int] = (1, 2, 4, 8), mlp_ratio: float = 4.0,
+                 attention: str = 'exact', global_blocks: Optional[Sequence[int]] = None,
+                 window_sizes: Optional[Sequence[int]] = None, pos_embed: str = 'abs',
+                 pos_embed_size: Sequence[int] = (56, 56), mask_unit_size: int = 8,
+                 mask_unit_attn: Sequence[bool] = (True, True, False, False), num_q_pool: int = 3,
+                 pretrain_size: int = 224, drop_path_rate: float = 0.0, with_cp: bool = False,
+                 in_chans: int = 3, norm_eps: float = 1e-6):
+        super().__init__()
+        depths, num_heads = tuple(depths), tuple(num_heads)
+        if len(depths) != len(num_heads) or len(depths) != len(mask_unit_attn):
+            raise ValueError(f'depths {depths}, num_heads {num_heads} and mask_unit_attn '
+                             f'{tuple(mask_unit_attn)} must have one entry per stage')
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{attention}'")
+        if pos_embed not in ('abs', 'abs_win'):
+            raise ValueError(f"pos_embed must be 'abs' or 'abs_win', got '{pos_embed}'")
+        num_blocks = sum(depths)
+        stage_ends = [sum(depths[:i + 1]) - 1 for i in range(len(depths))]
+        stage3_start = sum(depths[:2])
+        if global_blocks is None:
+            # Windowed mode's default: one global block, the last of stage 3, so every stage-3/4
+            # token has seen the whole image before the last stage and the neck (see README).
+            global_blocks = (stage_ends[2],) if attention == 'windowed' and window_sizes is None else ()
+        global_blocks = tuple(sorted(set(int(g) for g in global_blocks)))
+        bad = [g for g in global_blocks if not stage3_start <= g < num_blocks]
+        if bad:
+            raise ValueError(
+                f'global_blocks {bad} are not stage-3 or stage-4 blocks: with depths {depths} those '
+                f'are {stage3_start}..{num_blocks - 1} (indices count blocks over the whole network '
+                'from 0, as SAM2 does)')
+
+        self.embed_dim = embed_dim
+        self.depths = depths
+        self.num_heads = num_heads
+        self.attention = attention
+        self.global_blocks = global_blocks
+        self.stage_ends = stage_ends
+        self.num_features = [int(embed_dim * 2 ** i) for i in range(len(depths))]
+        self.with_cp = with_cp
+        self.pos_embed_type = pos_embed
+        self.mask_unit_size = mask_unit_size
+        # Inputs must tile into whole mask units (and windows of the absolute-window embedding).
+        self.size_divisor = self.patch_stride * mask_unit_size
+
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=7, stride=4, padding=3)
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *pos_embed_size))
+        if pos_embed == 'abs_win':
+            win = window_sizes[0] if window_sizes is not None else mask_unit_size
+            self.pos_embed_window = nn.Parameter(torch.zeros(1, embed_dim, win, win))
+        else:
+            self.pos_embed_window = None
+
+        layout = _block_layout(depths, mask_unit_attn, num_q_pool, window_sizes, global_blocks,
+                               attention, pretrain_size // self.patch_stride, mask_unit_size)
+        rates = torch.linspace(0, drop_path_rate, num_blocks).tolist()
+        self.blocks = nn.ModuleList()
+        dim = embed_dim
+        for i, (stage, q_stride, window) in enumerate(layout):
+            dim_out = self.num_features[stage]
+            self.blocks.append(HieraBlock(dim, dim_out, num_heads[stage], mlp_ratio, q_stride,
+                                          window, rates[i], norm_eps))
+            dim = dim_out
+
+    def resized_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
+        """Position embedding for a token grid, NHWC (1, h, w, C)."""
+        pos = self.pos_embed
+        if tuple(pos.shape[-2:]) != tuple(grid_hw):
+            pos = F.interpolate(pos, size=grid_hw, mode='bicubic', align_corners=False)
+        if self.pos_embed_window is not None:
+            win = self.pos_embed_window
+            reps = (grid_hw[0] // win.shape[-2], grid_hw[1] // win.shape[-1])
+            pos = pos + win.tile(1, 1, *reps)
+        return pos.permute(0, 2, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) with H, W multiples of ``size_divisor`` -> stage maps, each (B, h, w, C)."""
+        x = self.patch_embed.proj(x).permute(0, 2, 3, 1)
+        x = (x + self.resized_pos_embed(x.shape[1:3])).contiguous()
+        outs = []
+        for i, block in enumerate(self.blocks):
+            if self.with_cp and self.training and x.requires_grad:
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+            if i in self.stage_ends:
+                outs.append(x)
+        return outs
+
+    def init_weights(self, std: float = 0.02) -> None:
+        """Random init as the reference implementations do (for training from scratch)."""
+        nn.init.trunc_normal_(self.pos_embed, std=std)
+        if self.pos_embed_window is not None:
+            nn.init.trunc_normal_(self.pos_embed_window, std=std)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=std)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def build_hiera(arch='tiny', **kwargs) -> Hiera:
+    """Hiera from an arch name (see ``ARCH_SETTINGS``) or a dict of ``Hiera`` arguments."""
+    if isinstance(arch, str):
+        if arch not in ARCH_SETTINGS:
+            raise ValueError(f"unknown Hiera arch '{arch}'; choose one of {sorted(ARCH_SETTINGS)} "
+                             'or pass a dict with embed_dim, depths and num_heads')
+        settings = dict(ARCH_SETTINGS[arch])
+    elif isinstance(arch, dict):
+        missing = {'embed_dim', 'depths', 'num_heads'} - set(arch)
+        if missing:
+            raise ValueError(f'a custom Hiera arch needs {sorted(missing)} (got {sorted(arch)})')
+        settings = dict(arch)
+    else:
+        raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
+    if settings.get('window_sizes') is not None and kwargs.get('global_blocks') is None:
+        kwargs.pop('global_blocks', None)  # SAM2 trunks keep their own global blocks by default
+    elif 'global_blocks' in kwargs:
+        settings.pop('global_blocks', None)
+    settings.update(kwargs)
+    return Hiera(**settings)

@@ -1,0 +1,317 @@
+"""HieraBackbone: parity with transformers' Hiera, any size, mmdet conventions, errors."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import hiera_mm  # noqa: F401  (registers HieraBackbone)
+from hiera_mm.checkpoints import CheckpointError
+from hiera_mm.models.hiera import ARCH_SETTINGS
+from mmdet.registry import MODELS
+
+TOL = 1e-4
+
+
+def build(arch='tiny', checkpoint=None, **kwargs):
+    cfg = dict(type='HieraBackbone', arch=arch, **kwargs)
+    if checkpoint is not None:
+        cfg['init_cfg'] = dict(type='Pretrained', checkpoint=checkpoint)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model.eval()
+
+
+def hf_stage_maps(hf_model, x):
+    with torch.no_grad():
+        states = hf_model(x, output_hidden_states=True).reshaped_hidden_states[1:]
+    return [s.permute(0, 3, 1, 2) for s in states]
+
+
+def max_diff(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape, (x.shape, y.shape)
+    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+
+
+def arch_cfg(arch):
+    s = ARCH_SETTINGS[arch]
+    return dict(embed_dim=s['embed_dim'], depths=s['depths'], num_heads=s['num_heads'])
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base', 'base_plus'])
+def test_parity_with_transformers_at_224(arch, make_hf_checkpoint):
+    folder, hf = make_hf_checkpoint(**arch_cfg(arch))
+    model = build(arch, folder, out_norm=False)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ours = model(x)
+    assert max_diff(ours, hf_stage_maps(hf, x)) <= TOL
+
+
+@pytest.mark.parametrize('arch', ['large', 'huge'])
+def test_parity_large_and_huge_widths_at_reduced_depth(arch, make_hf_checkpoint):
+    cfg = dict(arch_cfg(arch), depths=(1, 2, 3, 2))
+    folder, hf = make_hf_checkpoint(**cfg)
+    model = build(dict(cfg), folder, out_norm=False)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        ours = model(x)
+    assert max_diff(ours, hf_stage_maps(hf, x)) <= TOL
+
+
+@pytest.mark.parametrize('size', [(320, 480), (512, 512), (1056, 800)])
+def test_parity_at_other_sizes(size, make_hf_checkpoint):
+    """All four stages against an HF model built for that size with the 224 position embedding
+    resized as ``interpolate_pos_encoding`` resizes it; the last stage also against the 224
+    model run with ``interpolate_pos_encoding=True``."""
+    import transformers
+    from conftest import hf_config
+    folder, hf224 = make_hf_checkpoint(**arch_cfg('tiny'))
+    H, W = size
+    hf_sized = transformers.HieraModel(hf_config(image_size=size)).eval()
+    state = dict(hf224.state_dict())
+    pos = hf224.embeddings.position_embeddings
+    dummy = torch.zeros(1, (H // 4) * (W // 4), pos.shape[-1])
+    with torch.no_grad():
+        state['embeddings.position_embeddings'] = hf224.embeddings.interpolate_pos_encoding(
+            dummy, pos, H, W)
+    hf_sized.load_state_dict(state)
+
+    model = build('tiny', folder, out_norm=False)
+    x = torch.randn(1, 3, H, W)
+    with torch.no_grad():
+        ours = model(x)
+        last_interp = hf224(x, interpolate_pos_encoding=True).last_hidden_state
+    assert [o.shape[-2:] for o in ours] == [(H // s, W // s) for s in (4, 8, 16, 32)]
+    assert max_diff(ours, hf_stage_maps(hf_sized, x)) <= TOL
+    assert float((ours[-1].flatten(2).transpose(1, 2) - last_interp).abs().max()) <= TOL
+
+
+@pytest.mark.parametrize('model_cls', ['HieraForImageClassification', 'HieraForPreTraining'])
+def test_loads_hf_wrappers_with_prefix(model_cls, make_hf_checkpoint):
+    extra = dict(decoder_hidden_size=64, decoder_depth=1, decoder_num_heads=1) \
+        if model_cls == 'HieraForPreTraining' else {}
+    folder, hf = make_hf_checkpoint(model_cls, **arch_cfg('tiny'), **extra)
+    import transformers
+    encoder = transformers.HieraModel(hf.config).eval()  # the MAE encoder without masking
+    encoder.load_state_dict(hf.hiera.state_dict(), strict=False)
+    model = build('tiny', folder, out_norm=False)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert max_diff(model(x), hf_stage_maps(encoder, x)) <= TOL
+
+
+def test_windowed_equals_exact_at_224_and_differs_above(make_hf_checkpoint):
+    folder, _ = make_hf_checkpoint(**arch_cfg('tiny'))
+    exact = build('tiny', folder)
+    windowed = build('tiny', folder, attention='windowed')
+    none_global = build('tiny', folder, attention='windowed', global_blocks=())
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert max_diff(exact(x), windowed(x)) == 0.0
+        assert max_diff(exact(x), none_global(x)) == 0.0
+        big = torch.randn(1, 3, 448, 640)
+        e, w = exact(big), windowed(big)
+    assert max_diff(e[:2], w[:2]) == 0.0  # stages 1-2 are mask-unit attention in both modes
+    assert max_diff(e[2:], w[2:]) > 1e-3
+
+
+@pytest.mark.parametrize('size', [(800, 1344), (1024, 1024), (333, 517)])
+def test_shapes_any_size(size):
+    model = build('tiny', attention='windowed')
+    H, W = size
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, H, W))
+    Hp, Wp = -(-H // 32) * 32, -(-W // 32) * 32  # padded to whole mask units
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 96 * 2 ** i, Hp // 2 ** (i + 2), Wp // 2 ** (i + 2)) for i in range(4)]
+    assert model.out_channels == [96, 192, 384, 768]
+
+
+def test_padding_matches_explicit_padding():
+    model = build('tiny')
+    x = torch.randn(1, 3, 200, 300)
+    with torch.no_grad():
+        assert max_diff(model(x), model(F.pad(x, (0, 20, 0, 24)))) == 0.0
+
+
+def test_out_indices_and_out_norm():
+    model = build('tiny', out_indices=(1, 3))
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [192, 768]
+    assert set(model.out_norms) == {'stage2', 'stage4'}
+    raw = build('tiny', out_indices=(1, 3), out_norm=False)
+    raw.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        norm_out = model(torch.ones(1, 3, 64, 64))[0]
+    # the out norm makes each position zero-mean over channels
+    assert float(norm_out.mean(1).abs().max()) < 1e-4
+    assert raw.out_norms is None
+
+
+def test_gradients_reach_every_trainable_parameter():
+    model = build('tiny', out_indices=(0, 1, 2, 3)).train()
+    outs = model(torch.randn(2, 3, 96, 64))
+    sum(o.square().mean() for o in outs).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and
+               (p.grad is None or float(p.grad.abs().sum()) == 0.0)]
+    assert no_grad == []
+
+
+@pytest.mark.parametrize('frozen', [-1, 0, 1, 2, 4])
+def test_frozen_stages(frozen):
+    model = build('tiny', frozen_stages=frozen).train()
+    ends = model.trunk.stage_ends
+    for name, p in model.named_parameters():
+        if name.startswith(('trunk.patch_embed', 'trunk.pos_embed')):
+            should_freeze = frozen >= 0
+        elif name.startswith('trunk.blocks.'):
+            block = int(name.split('.')[2])
+            stage = next(s for s, e in enumerate(ends) if block <= e)
+            should_freeze = stage < frozen
+        else:  # out_norms.stageK
+            should_freeze = int(name.split('.')[1][len('stage'):]) <= frozen
+        assert p.requires_grad != should_freeze, name
+    # frozen modules stay in eval mode after train(); train() returns the module
+    assert model.train() is model
+    if frozen >= 1:
+        assert not model.trunk.blocks[0].training
+        assert model.trunk.blocks[-1].training == (frozen < 4)
+    frozen_before = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if trainable:
+        opt = torch.optim.SGD(trainable, lr=1.0)
+        sum(o.mean() for o in model(torch.randn(1, 3, 64, 64))).backward()
+        opt.step()
+    for n, p in model.named_parameters():
+        if n in frozen_before:
+            assert torch.equal(p, frozen_before[n]), n
+
+
+def test_with_cp_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = build('tiny').train()
+    cp = build('tiny', with_cp=True).train()
+    cp.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 96, 96)
+    outs = [m(x) for m in (plain, cp)]
+    assert max_diff(outs[0], outs[1]) == 0.0
+    for o in outs:
+        sum(t.sum() for t in o).backward()
+    for (n, a), (_, b) in zip(plain.named_parameters(), cp.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), n
+
+
+def test_drop_path_changes_training_outputs_only():
+    model = build('tiny', drop_path_rate=0.5)
+    ref = build('tiny')
+    ref.load_state_dict(model.state_dict())
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        assert max_diff(model.eval()(x), ref(x)) == 0.0
+        torch.manual_seed(1)
+        assert max_diff(model.train()(x), ref(x)) > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------
+def test_unknown_arch():
+    with pytest.raises(ValueError, match="unknown Hiera arch 'tinyy'.*choose one of"):
+        build('tinyy')
+
+
+def test_checkpoint_of_another_arch_names_it(make_hf_checkpoint):
+    folder, _ = make_hf_checkpoint(**arch_cfg('small'))
+    with pytest.raises(CheckpointError, match=r"looks like arch 'small'.*built as arch 'tiny'.*"
+                                              r"set arch='small'"):
+        build('tiny', folder)
+    folder, _ = make_hf_checkpoint(**arch_cfg('base_plus'))
+    with pytest.raises(CheckpointError, match=r"shape mismatches, e\.g\. .*checkpoint \(112, 3, 7, 7\) "
+                                              r"vs model \(96, 3, 7, 7\).*arch='base_plus'"):
+        build('base', folder)
+
+
+def test_missing_and_corrupt_files(tmp_path, make_hf_checkpoint):
+    with pytest.raises(CheckpointError, match='does not exist'):
+        build('tiny', str(tmp_path / 'nope.pth'))
+    folder, _ = make_hf_checkpoint(**arch_cfg('tiny'))
+    data = open(f'{folder}/model.safetensors', 'rb').read()
+    broken = tmp_path / 'broken.safetensors'
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match='truncated or corrupt'):
+        build('tiny', str(broken))
+    pth = tmp_path / 'broken.pth'
+    torch.save({'x': torch.zeros(3)}, pth)
+    pth.write_bytes(pth.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match='truncated or corrupt'):
+        build('tiny', str(pth))
+    with pytest.raises(CheckpointError, match='holds no model.safetensors'):
+        build('tiny', str(tmp_path))
+
+
+def test_missing_keys_are_an_error(tmp_path, make_hf_checkpoint):
+    from safetensors.torch import load_file, save_file
+    folder, _ = make_hf_checkpoint(**arch_cfg('tiny'))
+    state = load_file(f'{folder}/model.safetensors')
+    del state['encoder.stages.2.layers.3.mlp.fc1.weight']
+    save_file(state, str(tmp_path / 'partial.safetensors'))
+    with pytest.raises(CheckpointError, match=r'1 trunk tensors missing, e\.g\. blocks\.6\.mlp\.fc1\.weight'):
+        build('tiny', str(tmp_path / 'partial.safetensors'))
+
+
+def test_hf_id_offline_without_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path / 'empty-cache'))
+    import huggingface_hub.constants as c
+    monkeypatch.setattr(c, 'HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(c, 'HF_HUB_CACHE', str(tmp_path / 'empty-cache'))
+    with pytest.raises(CheckpointError, match=r"cannot get 'hf://facebook/hiera-tiny-224-hf'.*"
+                                              r'huggingface-cli download facebook/hiera-tiny-224-hf'):
+        build('tiny', 'hf://facebook/hiera-tiny-224-hf')
+
+
+def test_hf_id_from_local_cache(tmp_path, monkeypatch, make_hf_checkpoint):
+    """An hf:// id resolves through huggingface_hub's cache layout (as after a real download)."""
+    import shutil
+    folder, hf = make_hf_checkpoint(**arch_cfg('tiny'))
+    cache = tmp_path / 'hub'
+    repo = cache / 'models--facebook--hiera-tiny-224-hf'
+    snap = repo / 'snapshots' / ('0' * 40)
+    snap.mkdir(parents=True)
+    for name in ('config.json', 'model.safetensors'):
+        shutil.copy(f'{folder}/{name}', snap / name)
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text('0' * 40)
+    import huggingface_hub.constants as c
+    monkeypatch.setattr(c, 'HF_HUB_CACHE', str(cache))
+    monkeypatch.setattr(c, 'HF_HUB_OFFLINE', True)
+    model = build('tiny', 'hf://facebook/hiera-tiny-224-hf', out_norm=False)
+    x = torch.randn(1, 3, 224, 224)
+    assert max_diff(model(x), hf_stage_maps(hf, x)) <= TOL
+
+
+@pytest.mark.parametrize('bad, exc, match', [
+    (torch.randn(3, 64, 64), ValueError, r'\(B, 3, H, W\).*\(3, 64, 64\)'),
+    (torch.randn(1, 1, 64, 64), ValueError, r'\(B, 3, H, W\).*\(1, 1, 64, 64\)'),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, 'floating point.*uint8'),
+])
+def test_bad_input(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        build('tiny')(bad)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(out_indices=(0, 4)), r'out_indices \(0, 4\) must name stages 0\.\.3'),
+    (dict(out_indices=(1, 1)), 'repeats a stage'),
+    (dict(frozen_stages=5), 'frozen_stages=5 is out of range'),
+    (dict(frozen_stages=-2), 'frozen_stages=-2 is out of range'),
+    (dict(attention='local'), "attention must be one of.*'local'"),
+    (dict(attention='windowed', global_blocks=(2,)), r'global_blocks \[2\] are not stage-3 or stage-4 blocks.*3\.\.11'),
+    (dict(global_blocks=(12,)), r'global_blocks \[12\]'),
+])
+def test_bad_config_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build('tiny', **kwargs)
