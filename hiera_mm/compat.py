@@ -11,31 +11,57 @@ import torch
 import torch.distributed as dist
 
 
-def allow_mmengine_checkpoint_types() -> None:
-    """Let ``torch.load(weights_only=True)`` read mmengine training checkpoints.
+_TRUSTED_CHECKPOINT_LOCATIONS: set = set()
 
-    torch >= 2.6 unpickles only allow-listed types by default; mmengine 0.10.7 saves its message
-    hub (HistoryBuffer with numpy arrays) and config metadata into every checkpoint and loads them
-    with the default, so resuming fails. We allow-list exactly those types instead of turning the
-    safety off. Can go once mmengine saves plain tensors/dicts or passes ``weights_only`` itself.
+
+def trust_checkpoint_location(path) -> None:
+    """Allow full (pickled) mmengine training checkpoints from ``path`` (a file or a folder)."""
+    if path:
+        _TRUSTED_CHECKPOINT_LOCATIONS.add(os.path.realpath(os.path.expanduser(str(path))))
+
+
+def _is_trusted(filename: str) -> bool:
+    real = os.path.realpath(filename)
+    return any(real == loc or real.startswith(loc + os.sep) for loc in _TRUSTED_CHECKPOINT_LOCATIONS)
+
+
+def load_local_checkpoint(filename: str, map_location=None):
+    """mmengine's local checkpoint loader, safe under torch >= 2.6.
+
+    mmengine 0.10.7 saves training checkpoints with its message hub inside (HistoryBuffer
+    objects that pickle numpy arrays and ``getattr`` calls) and loads them with torch's default,
+    which is ``weights_only=True`` since torch 2.6, so ``--resume`` and ``load_from`` fail.
+    Unpickling arbitrary objects is only safe for files the user vouched for: we read tensors
+    only, and fall back to a full load solely for files in the run's work dir or given on the
+    command line (``--resume PATH``, ``test.py CONFIG CHECKPOINT``, ``load_from``). Can go once
+    mmengine stores plain tensors and containers or passes ``weights_only`` itself.
     """
-    add = getattr(torch.serialization, 'add_safe_globals', None)
-    if add is None:  # torch < 2.4: no allow-list, and loading was unrestricted by default
-        return
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
+    import pickle
+    filename = os.path.expanduser(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not _is_trusted(filename):
+            raise RuntimeError(
+                f"'{filename}' holds Python objects besides tensors (an mmengine training "
+                'checkpoint). hiera_mm unpickles those only from the work dir or from a path '
+                'given for resuming or testing (--resume PATH, test.py CONFIG CHECKPOINT, '
+                'load_from); extract the weights with tools/convert_weights.py otherwise.') from err
+    return torch.load(filename, map_location=map_location, weights_only=False)
 
-    numpy_types = [np.ndarray, np.dtype]
-    reconstruct = getattr(getattr(np, '_core', None), 'multiarray', None)
-    for mod in (reconstruct, getattr(getattr(np, 'core', None), 'multiarray', None)):
-        if mod is not None and hasattr(mod, '_reconstruct'):
-            numpy_types.append(mod._reconstruct)
-        if mod is not None and hasattr(mod, 'scalar'):
-            numpy_types.append(mod.scalar)
-    # numpy >= 1.25 pickles dtypes through their classes (np.dtypes.Float64DType, ...)
-    numpy_types += [getattr(np.dtypes, n) for n in dir(getattr(np, 'dtypes', object()))
-                    if n.endswith('DType')]
-    add([HistoryBuffer, *numpy_types])
+
+def _register_checkpoint_loader() -> None:
+    from mmengine.runner import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', force=True)(load_local_checkpoint)
+
+
+def setup_runtime(cfg, launcher: str = 'none') -> None:
+    """What tools/train.py and tools/test.py set up before building the Runner."""
+    trust_checkpoint_location(cfg.get('work_dir'))
+    trust_checkpoint_location(cfg.get('load_from'))
+    prepare_distributed(cfg, launcher)
 
 
 def prepare_distributed(cfg, launcher: str) -> None:
@@ -69,4 +95,4 @@ def prepare_distributed(cfg, launcher: str) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
-allow_mmengine_checkpoint_types()
+_register_checkpoint_loader()

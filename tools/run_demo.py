@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""The README's main job (``make demo``): Hiera-T Mask R-CNN trained and evaluated end to end.
+
+1. makes the toy shapes dataset (tools/make_toy_coco.py) under data/toy_coco;
+2. trains configs/toy/mask-rcnn_hiera-t_fpn_toy.py with tools/train.py, from the real IN1K
+   weights when they are in the local Hugging Face cache, otherwise from random init (said so);
+3. evaluates the checkpoint with tools/test.py (mmdet's CocoMetric: bbox and segm AP);
+4. draws the predictions for a validation image to a PNG with mmdet's visualizer.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+CONFIG = osp.join(ROOT, 'configs/toy/mask-rcnn_hiera-t_fpn_toy.py')
+PRETRAINED = 'facebook/hiera-tiny-224-hf'
+# Dataset of the demo (and of the end-to-end test): big shapes, 128 px, quick to learn.
+TOY_DATA = dict(num_train=200, num_val=32, size=128, max_objects=3, min_scale=0.25, max_scale=0.55)
+
+
+def pretrained_in_cache(repo_id: str = PRETRAINED) -> bool:
+    """True when the hub weights can be loaded offline from the local HF cache."""
+    from huggingface_hub import snapshot_download
+    try:
+        snapshot_download(repo_id, local_files_only=True, allow_patterns=['*.safetensors', '*.json'])
+        return True
+    except Exception:
+        return False
+
+
+def run(cmd):
+    print('+', ' '.join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs/demo'))
+    parser.add_argument('--data-root', default=osp.join(ROOT, 'data/toy_coco'))
+    parser.add_argument('--iters', type=int, default=None, help='override the schedule length')
+    args = parser.parse_args(argv)
+
+    from make_toy_coco import make_toy_coco
+    data = make_toy_coco(args.data_root, verbose=True, **TOY_DATA)
+    root = data['root'] + '/'
+    options = [f'train_dataloader.dataset.data_root={root}',
+               f'val_dataloader.dataset.data_root={root}',
+               f'test_dataloader.dataset.data_root={root}',
+               f'val_evaluator.ann_file={data["val_ann"]}',
+               f'test_evaluator.ann_file={data["val_ann"]}']
+    if pretrained_in_cache():
+        print(f'Initialising Hiera-T from the cached IN1K weights hf://{PRETRAINED}.')
+    else:
+        print(f'hf://{PRETRAINED} is not in the local Hugging Face cache (and the hub is not '
+              'reachable here): training from random init. To use the real weights, run '
+              f'`huggingface-cli download {PRETRAINED}` on a machine with internet and copy '
+              'the cache (~/.cache/huggingface) here.')
+        options.append('model.backbone.init_cfg=None')
+    if args.iters:
+        options += [f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.iters}',
+                    f'default_hooks.checkpoint.interval={args.iters}',
+                    f'param_scheduler.1.end={args.iters}']
+
+    py = sys.executable
+    start = time.time()
+    run([py, 'tools/train.py', CONFIG, '--work-dir', args.work_dir, '--cfg-options', *options])
+    train_time = time.time() - start
+    checkpoint = osp.join(args.work_dir, open(osp.join(args.work_dir, 'last_checkpoint')).read().strip()) \
+        if osp.exists(osp.join(args.work_dir, 'last_checkpoint')) else \
+        sorted(glob.glob(osp.join(args.work_dir, 'iter_*.pth')), key=osp.getmtime)[-1]
+    test_dir = osp.join(args.work_dir, 'test')
+    run([py, 'tools/test.py', CONFIG, checkpoint, '--work-dir', test_dir, '--cfg-options', *options])
+    metrics = latest_metrics(test_dir)
+
+    from demo import run_demo
+    image = sorted(glob.glob(osp.join(data['val_img_dir'], '*.png')))[0]
+    png, preds = run_demo(image, CONFIG, checkpoint, osp.join(args.work_dir, 'vis'), score_thr=0.3)
+    total = time.time() - start
+    print('\n==== hiera_mm demo ====')
+    print(f'training: {train_time / 60:.1f} min; total with evaluation and drawing: {total / 60:.1f} min')
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        print(f'{key}: {metrics.get(key, float("nan")):.3f}')
+    print(f'predictions for {osp.basename(image)}: {preds["num_above_thr"]} above score 0.3, drawn to {png}')
+    return dict(metrics=metrics, png=png, preds=preds, train_time=train_time)
+
+
+def latest_metrics(test_dir):
+    """Metrics of the last tools/test.py run, from the json mmengine writes beside its log."""
+    files = sorted(glob.glob(osp.join(test_dir, '*', '*.json')), key=osp.getmtime)
+    if not files:
+        raise RuntimeError(f'no metrics written under {test_dir}')
+    with open(files[-1]) as f:
+        return json.loads(f.read().strip().splitlines()[-1])
+
+
+if __name__ == '__main__':
+    os.environ.setdefault('OMP_NUM_THREADS', '2')
+    main()

@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Train a detector with a Hiera backbone (command line of MMDetection 3.3's tools/train.py).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
+                          [--resume [CHECKPOINT]] [--cfg-options k=v ...]
+                          [--launcher {none,pytorch,slurm,mpi}]
+
+``--resume`` alone resumes from the latest checkpoint in the work dir; ``--resume PATH`` resumes
+from PATH. Several processes: ``tools/dist_train.sh CONFIG N``.
+"""
+import logging
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import (add_common_args, build_runner, finish_args,  # noqa: E402
+                     import_hiera_mm, limit_dynamo_recompiles, load_config)
+
+import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
+from hiera_mm.compat import setup_runtime  # noqa: E402
+
+
+def parse_args(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--amp', action='store_true', default=False,
+                        help='enable automatic-mixed-precision training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by the actual / base batch size')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from the given checkpoint; without a path, from the latest '
+                             'checkpoint in the work dir')
+    add_common_args(parser, work_dir_help='the dir to save logs and models')
+    return finish_args(parser.parse_args(argv))
+
+
+def enable_amp(cfg):
+    """Switch the optimizer wrapper to ``AmpOptimWrapper`` with a dynamic loss scale."""
+    from mmengine.logging import print_log
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in your config.', logger='current',
+                  level=logging.WARNING)
+        return
+    if wrapper != 'OptimWrapper':
+        raise ValueError('`--amp` is only supported when the optimizer wrapper type is '
+                         f'`OptimWrapper`, but got {wrapper}.')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def enable_auto_scale_lr(cfg):
+    asl = cfg.get('auto_scale_lr', None)
+    if not asl or 'enable' not in asl or 'base_batch_size' not in asl:
+        raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '
+                           '"auto_scale_lr.base_batch_size" in your configuration file.')
+    cfg.auto_scale_lr.enable = True
+
+
+def config_from_args(args):
+    """The training config after all command-line overrides (no runner built)."""
+    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    if args.amp:
+        enable_amp(cfg)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
+    # An explicit checkpoint wins over auto-resume from the work dir.
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    limit_dynamo_recompiles()
+    cfg = config_from_args(args)
+    setup_runtime(cfg, args.launcher)
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+if __name__ == '__main__':
+    main()
