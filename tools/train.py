@@ -65,6 +65,10 @@ def config_from_args(args):
         enable_amp(cfg)
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
+    # Stop at a NaN / infinite loss before a checkpoint of the diverged model is written.
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(h.get('type') == 'FiniteLossHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='FiniteLossHook')]
     # An explicit checkpoint wins over auto-resume from the work dir.
     if args.resume == 'auto':
         cfg.resume = True

@@ -1,6 +1,7 @@
 # The README's demo: Mask R-CNN with Hiera-T on the synthetic toy shapes dataset
 # (`python tools/make_toy_coco.py --out data/toy_coco`), sized to learn on 2 CPU cores in minutes:
-# 128 px images, 300 RPN proposals, 128 sampled RoIs, an iteration-based short schedule.
+# 128 px images, 300 RPN proposals, 64 sampled RoIs, 128-channel neck and heads, and an
+# iteration-based short schedule.
 # It inherits the COCO config unchanged otherwise, so it is also a template for your own
 # COCO-format dataset: set data_root, metainfo classes and num_classes.
 _base_ = '../mask_rcnn/mask-rcnn_hiera-t_fpn_1x_coco.py'
@@ -13,12 +14,20 @@ image_size = (128, 128)
 max_iters = 300
 batch_size = 4
 
+# Narrower neck and heads (128 channels instead of 256) and fewer RoIs keep a CPU step short.
+width = 128
 model = dict(
     backbone=dict(drop_path_rate=0.0),
-    roi_head=dict(bbox_head=dict(num_classes=num_classes), mask_head=dict(num_classes=num_classes)),
+    neck=dict(out_channels=width),
+    rpn_head=dict(in_channels=width, feat_channels=width),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=width),
+        bbox_head=dict(in_channels=width, fc_out_channels=512, num_classes=num_classes),
+        mask_roi_extractor=dict(out_channels=width),
+        mask_head=dict(in_channels=width, conv_out_channels=width, num_classes=num_classes)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=600, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
         rpn=dict(nms_pre=300, max_per_img=100),
         rcnn=dict(max_per_img=20)))

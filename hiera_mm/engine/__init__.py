@@ -1,4 +1,5 @@
 """Training-engine components of hiera_mm (optimizer constructors, hooks)."""
+from .hooks import FiniteLossHook
 from .layer_decay import HieraLayerDecayOptimizerConstructor, get_hiera_layer_id
 
-__all__ = ['HieraLayerDecayOptimizerConstructor', 'get_hiera_layer_id']
+__all__ = ['FiniteLossHook', 'HieraLayerDecayOptimizerConstructor', 'get_hiera_layer_id']
