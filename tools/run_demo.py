@@ -44,6 +44,7 @@ def main(argv=None):
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs/demo'))
     parser.add_argument('--data-root', default=osp.join(ROOT, 'data/toy_coco'))
     parser.add_argument('--iters', type=int, default=None, help='override the schedule length')
+    parser.add_argument('--summary', help='also write the results as JSON to this file')
     args = parser.parse_args(argv)
 
     from make_toy_coco import make_toy_coco
@@ -87,7 +88,12 @@ def main(argv=None):
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
         print(f'{key}: {metrics.get(key, float("nan")):.3f}')
     print(f'predictions for {osp.basename(image)}: {preds["num_above_thr"]} above score 0.3, drawn to {png}')
-    return dict(metrics=metrics, png=png, preds=preds, train_time=train_time)
+    summary = dict(metrics=metrics, png=png, image=image, checkpoint=checkpoint, preds=preds,
+                   train_time_s=train_time, total_time_s=total)
+    if args.summary:
+        with open(args.summary, 'w') as f:
+            json.dump(summary, f)
+    return summary
 
 
 def latest_metrics(test_dir):

@@ -1,6 +1,8 @@
 """Training hooks."""
 import math
 
+import torch
+from mmengine.dist import all_reduce, is_distributed
 from mmengine.hooks import Hook
 
 from mmdet.registry import HOOKS
@@ -18,10 +20,16 @@ class FiniteLossHook(Hook):
     priority = 'ABOVE_NORMAL'
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if not outputs:
-            return
-        bad = {k: float(v) for k, v in outputs.items()
-               if k.startswith('loss') and not math.isfinite(float(v))}
+        bad = {k: float(v.detach()) if torch.is_tensor(v) else float(v)
+               for k, v in (outputs or {}).items() if k.startswith('loss')}
+        bad = {k: v for k, v in bad.items() if not math.isfinite(v)}
+        if is_distributed():
+            # A NaN on one rank reaches every rank's weights through the gradient all-reduce,
+            # while the other ranks' own losses stay finite: decide together.
+            flag = torch.tensor([float(bool(bad))])
+            all_reduce(flag, op='max')
+            if flag.item() and not bad:
+                bad = {'loss (on another rank)': float('nan')}
         if bad:
             raise FloatingPointError(
                 f'non-finite loss at iteration {runner.iter + 1}: '

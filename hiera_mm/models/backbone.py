@@ -164,9 +164,10 @@ class HieraBackbone(BaseModule):
 
     # ------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f'HieraBackbone expects images as a (B, 3, H, W) tensor, got shape '
-                             f'{tuple(x.shape)}')
+        in_chans = self.trunk.patch_embed.proj.in_channels
+        if x.dim() != 4 or x.shape[1] != in_chans or min(x.shape[2:]) < 1:
+            raise ValueError(f'HieraBackbone expects images as a (B, {in_chans}, H, W) tensor with '
+                             f'H, W >= 1, got shape {tuple(x.shape)}')
         if not x.is_floating_point():
             raise TypeError(f'HieraBackbone expects a floating point tensor, got {x.dtype}: '
                             'normalise the images first (mmdet does in its data_preprocessor)')

@@ -110,6 +110,7 @@ class PooledAttention(nn.Module):
         if dim_out % num_heads:
             raise ValueError(f'dim_out {dim_out} is not divisible by num_heads {num_heads}')
         self.num_heads = num_heads
+        self.head_dim = dim_out // num_heads
         self.q_stride = q_stride
         self.window = window
         self.qkv = nn.Linear(dim, 3 * dim_out)
@@ -120,13 +121,13 @@ class PooledAttention(nn.Module):
         if self.window:
             x, padded_hw = window_partition(x, self.window)
         n, h, w, _ = x.shape
-        qkv = self.qkv(x).view(n, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).view(n, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (n, heads, h * w, head_dim)
         if self.q_stride > 1:
-            q = max_pool_nhwc(q.view(n, self.num_heads, h, w, -1), self.q_stride).flatten(2, 3)
+            q = max_pool_nhwc(q.view(n, self.num_heads, h, w, self.head_dim), self.q_stride).flatten(2, 3)
             h, w = h // self.q_stride, w // self.q_stride
         x = F.scaled_dot_product_attention(q, k, v)
-        x = self.proj(x.transpose(1, 2).reshape(n, h, w, -1))
+        x = self.proj(x.transpose(1, 2).reshape(n, h, w, self.num_heads * self.head_dim))
         if self.window:
             s = self.q_stride
             x = window_unpartition(x, (padded_hw[0] // s, padded_hw[1] // s), (H // s, W // s))
@@ -241,6 +242,13 @@ class Hiera(nn.Module):
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{attention}'")
         if pos_embed not in ('abs', 'abs_win'):
             raise ValueError(f"pos_embed must be 'abs' or 'abs_win', got '{pos_embed}'")
+        if any(d < 1 for d in depths):
+            raise ValueError(f'depths {depths}: every stage needs at least one block')
+        if window_sizes is not None and len(window_sizes) != len(depths):
+            raise ValueError(f'window_sizes {tuple(window_sizes)} must have one entry per stage '
+                             f'({len(depths)})')
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
         num_blocks = sum(depths)
         stage_ends = [sum(depths[:i + 1]) - 1 for i in range(len(depths))]
         stage3_start = sum(depths[:2])
