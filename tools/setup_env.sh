@@ -74,11 +74,19 @@ if ! mmcv_ok; then
 fi
 
 # mmcv is already in place, so pip resolves it as satisfied and never builds it in isolation.
-"${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[tests]"
+# Skipped when this checkout is installed already and setup.py did not change.
+STAMP="$VENV/hiera_mm-installed.txt"
+WANT="$ROOT $(sha256sum "$ROOT/setup.py" | cut -c1-16)"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! "$PY" -c "
+import importlib.util, sys
+sys.exit(any(importlib.util.find_spec(m) is None for m in ('hiera_mm', 'mmdet', 'transformers', 'pytest', 'timm')))" 2>/dev/null; then
+    "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[tests]"
+    echo "$WANT" > "$STAMP"
+fi
 # SAM2 is a test-only reference. Its sdist builds CUDA code and would pull a new torch by default,
 # hence no deps (its small pure-python needs come with the tests extra) and no CUDA build.
-if ! "$PY" -c "import sam2.modeling.backbones.hieradet" 2>/dev/null; then
+if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('sam2') is None)" 2>/dev/null; then
     SAM2_BUILD_CUDA=0 "${PIP[@]}" install -c "$CONSTRAINTS" --no-deps --no-build-isolation sam2==1.1.0
 fi
-mmcv_ok || { log "mmcv ops do not import after set-up"; exit 1; }
+"$PY" -c "import hiera_mm, mmcv.ops" || { log "hiera_mm or mmcv.ops does not import after set-up (see above)"; exit 1; }
 log "environment ready: $VENV"
