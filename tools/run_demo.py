@@ -68,9 +68,11 @@ def main(argv=None):
                     f'default_hooks.checkpoint.interval={args.iters}',
                     f'param_scheduler.1.end={args.iters}']
 
+    # tools/test.py evaluates the final checkpoint below; no second evaluation inside training.
+    train_options = options + ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
     py = sys.executable
     start = time.time()
-    run([py, 'tools/train.py', CONFIG, '--work-dir', args.work_dir, '--cfg-options', *options])
+    run([py, 'tools/train.py', CONFIG, '--work-dir', args.work_dir, '--cfg-options', *train_options])
     train_time = time.time() - start
     checkpoint = osp.join(args.work_dir, open(osp.join(args.work_dir, 'last_checkpoint')).read().strip()) \
         if osp.exists(osp.join(args.work_dir, 'last_checkpoint')) else \
@@ -81,7 +83,7 @@ def main(argv=None):
 
     from demo import run_demo
     image = sorted(glob.glob(osp.join(data['val_img_dir'], '*.png')))[0]
-    png, preds = run_demo(image, CONFIG, checkpoint, osp.join(args.work_dir, 'vis'), score_thr=0.3)
+    png, preds = run_demo(image, CONFIG, checkpoint, args.work_dir, score_thr=0.3)
     total = time.time() - start
     print('\n==== hiera_mm demo ====')
     print(f'training: {train_time / 60:.1f} min; total with evaluation and drawing: {total / 60:.1f} min')
