@@ -33,7 +33,9 @@ is the command line around it. What the new config changes, and the rules behind
   ``AdamW(lr, betas=(0.9, 0.999), weight_decay=0.05)`` with ``lr = 1e-4 * B / 16``, where
   1e-4 is the Swin / Hiera Mask R-CNN lr for a total batch of 16 and ``B`` is the base's
   ``auto_scale_lr.base_batch_size`` (16 when it has none). ``lr`` overrides both cases.
-  The wrapper type (``AmpOptimWrapper`` ...), ``clip_grad`` and the schedule are inherited.
+  The wrapper type (``AmpOptimWrapper`` ...), ``clip_grad`` and the schedule are inherited; a
+  constructor that assigns lr by the old backbone's module names (ConvNeXt's layer-wise decay)
+  becomes the default one, its decay keys dropped.
 * ``paramwise_cfg`` (written in full, ``_delete_=True``): the base's settings are merged, not
   dropped: its ``custom_keys`` stay, ``norm_decay_mult=0.`` and ``'pos_embed':
   dict(decay_mult=0.)`` are added; the SGD-only ``bias_lr_mult`` / ``bias_decay_mult`` go when
@@ -48,7 +50,6 @@ is the command line around it. What the new config changes, and the rules behind
 from __future__ import annotations
 
 import math
-import os
 import os.path as osp
 import tempfile
 import textwrap
@@ -73,6 +74,9 @@ LR_RULE = ('lr rule: a base that already uses AdamW keeps its optimizer (lr, wei
            'weight_decay=0.05) (1e-4 = Swin/Hiera Mask R-CNN lr at batch 16; base_batch_size 16 '
            'if the base has no auto_scale_lr); --lr overrides both')
 
+DEFAULT_CONSTRUCTOR = 'DefaultOptimWrapperConstructor'
+# paramwise_cfg keys of layer-wise lr decay constructors (mmdet's for ConvNeXt, BEiT-like ones)
+LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'layer_decay_rate')
 # Backbones whose out_indices 0..3 are stages at strides 4, 8, 16, 32 (as Hiera's), with the
 # out_indices they emit by default.
 FOUR_STAGE_BACKBONES = {
@@ -255,30 +259,49 @@ def _effective(name: str, is_norm: bool, custom_keys: dict) -> tuple:
 def _merge_custom_keys(inherited: dict, arch: str, out_indices) -> tuple:
     """custom_keys = inherited + 'pos_embed' no decay + keys that give Hiera's position
     embeddings and LayerNorms no weight decay while keeping what the inherited keys gave them
-    (lr_mult ...). Returns (keys, names of the added combined keys)."""
+    (lr_mult ...). Returns (keys, names of the added combined keys).
+
+    Added keys are, from general to specific, 'backbone.trunk.pos_embed' /
+    'backbone.out_norms' / 'backbone.trunk.blocks.{g}.norm', the norm module's name, the
+    parameter's name: each matches only such no-decay parameters of the backbone."""
     keys = {k: dict(v) for k, v in inherited.items()}
     keys['pos_embed'] = {**keys.get('pos_embed', {}), 'decay_mult': 0.0}
-    added = []
+    wanted = []  # (parameter name, is_norm, candidate keys, settings, effective settings)
     for module, params in _no_decay_params(arch, out_indices):
-        is_norm = module.rsplit('.', 1)[-1] != 'trunk'
-        group = (module[:-1] if '.blocks.' in module else
-                 'backbone.out_norms' if '.out_norms.' in module else 'backbone.trunk.pos_embed')
+        is_norm = not module.endswith('.trunk')
+        if not is_norm:
+            candidates = ('backbone.trunk.pos_embed',)
+        elif '.out_norms.' in module:
+            candidates = ('backbone.out_norms', module)
+        else:
+            candidates = (module[:-1], module)  # 'backbone.trunk.blocks.3.norm', '...norm1'
         for param in params:
             name = f'{module}.{param}'
             winner = _winning_key(name, inherited)
             want = {**(inherited[winner] if winner else {}), 'decay_mult': 0.0}
             want_eff = (float(want.get('lr_mult', 1.0)), 0.0, tuple(sorted(
                 (k, v) for k, v in want.items() if k not in ('lr_mult', 'decay_mult'))))
-            for candidate in (group, module, name):
-                if _effective(name, is_norm, keys) == want_eff:
-                    break
-                if candidate not in keys or candidate == name:
-                    keys[candidate] = dict(want)
-                    if candidate not in added:
-                        added.append(candidate)
-            if _effective(name, is_norm, keys) != want_eff:  # pragma: no cover (safety net)
-                raise ValueError(f'could not give {name} no weight decay with custom keys '
-                                 f'{sorted(keys)}; edit paramwise_cfg by hand')
+            wanted.append((name, is_norm, candidates + (name,), want, want_eff))
+    added = []
+    for name, is_norm, candidates, want, want_eff in wanted:
+        for candidate in candidates:
+            if _effective(name, is_norm, keys) == want_eff:
+                break
+            # try the key; keep it only if it fixes this parameter and breaks none it matches
+            before = keys.get(candidate)
+            keys[candidate] = dict(want)
+            touched = [w for w in wanted if candidate in w[0]]
+            if all(_effective(n, norm, keys) == eff for n, norm, _, _, eff in touched):
+                added.append(candidate)
+            elif before is None:
+                del keys[candidate]
+            else:
+                keys[candidate] = before
+    wrong = [name for name, is_norm, _, _, want_eff in wanted
+             if _effective(name, is_norm, keys) != want_eff]
+    if wrong:  # only with inherited keys that single out Hiera's own parameters
+        raise ValueError(f'could not give {wrong[:3]} no weight decay and their inherited '
+                         f'settings with custom keys {sorted(keys)}; edit paramwise_cfg by hand')
     return keys, added
 
 
@@ -361,8 +384,7 @@ def _backbone_stages(backbone: dict, config: str) -> tuple:
             'strides 4..32); edit the config by hand.')
     for key, default in (('strides', DEFAULT_STRIDES.get(btype)), ('dilations', (1, 1, 1, 1))):
         value = backbone.get(key)
-        if value is not None and default is not None and tuple(value)[:4] != default[:len(
-                tuple(value))]:
+        if value is not None and default is not None and tuple(value) != default[:len(value)]:
             raise ValueError(
                 f'backbone {btype} of {config} has {key}={tuple(value)} (default {default}): its '
                 'stages are not at strides 4, 8, 16, 32 like Hiera\'s (e.g. a dilated C5); edit '
@@ -494,6 +516,18 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
 
     paramwise = {k: v for k, v in (ow.get('paramwise_cfg') or {}).items()
                  if not k.startswith('_')}
+    constructor = _short_type(ow.get('constructor', DEFAULT_CONSTRUCTOR))
+    if constructor not in (DEFAULT_CONSTRUCTOR, 'HieraLayerDecayOptimizerConstructor'):
+        # e.g. ConvNeXt's layer-wise lr decay: layer ids from the old backbone's module names
+        gone = [k for k in LAYER_DECAY_KEYS if k in paramwise]
+        for k in gone:
+            paramwise.pop(k)
+        ow_update['constructor'] = DEFAULT_CONSTRUCTOR
+        note(f'optim_wrapper.constructor {constructor} -> {DEFAULT_CONSTRUCTOR} (it assigns '
+             "lr by the old backbone's module names)" + (f", its {', '.join(gone)} dropped"
+                                                      if gone else '')
+             + "; Hiera's layer-wise lr decay is constructor='HieraLayerDecayOptimizerConstructor'"
+             ' with paramwise_cfg.layer_decay_rate.')
     dropped = [k for k in ('bias_lr_mult', 'bias_decay_mult') if k in paramwise
                and not keep_optimizer]
     for k in dropped:
@@ -502,10 +536,11 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
     custom_keys, added = _merge_custom_keys(inherited_keys, arch, used)
     old_norm = paramwise.get('norm_decay_mult')
     paramwise['norm_decay_mult'] = 0.0
-    paramwise_new = {'_delete_': True, **paramwise, 'custom_keys': _compact_keys(custom_keys, arch)}
-    ow_update['paramwise_cfg'] = paramwise_new
-    note('paramwise_cfg: merged with the base\'s ('
-         + (f"custom_keys {sorted(inherited_keys)} kept; " if inherited_keys else 'no custom_keys; ')
+    ow_update['paramwise_cfg'] = {'_delete_': True, **paramwise,
+                                  'custom_keys': _compact_keys(custom_keys, arch)}
+    note("paramwise_cfg: merged with the base's ("
+         + (f'custom_keys {sorted(inherited_keys)} kept; ' if inherited_keys
+            else 'no custom_keys; ')
          + (f"SGD-only {', '.join(dropped)} dropped; " if dropped else '')
          + (f'norm_decay_mult {old_norm} -> 0; ' if old_norm not in (None, 0, 0.0) else '')
          + "no weight decay on norms (norm_decay_mult=0.) and 'pos_embed')"
@@ -519,7 +554,8 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
     import_list = [m for m in (imports.get('imports') or []) if m != 'hiera_mm'] + ['hiera_mm']
     reset_load_from = cfg.get('load_from') is not None
     if reset_load_from:
-        note(f"load_from {cfg.get('load_from')!r} -> None (a whole detector with the old backbone).")
+        note(f"load_from {cfg.get('load_from')!r} -> None (a whole detector with the old "
+             'backbone).')
 
     # ---- text ----------------------------------------------------------------------------------
     backbone = {'_delete_': True, 'type': 'HieraBackbone', 'arch': arch,
