@@ -33,10 +33,11 @@ script (the hidden ``--single NAME``). On CPU that process reports its peak resi
 ``VmHWM`` of /proc/self/status, and ``getrusage(RUSAGE_SELF).ru_maxrss``. Both include the
 Python/torch/library baseline, so a process that only imports torch is measured too, and each
 process also reports its peak after its imports, before building anything. (On Linux a child
-started by vfork/posix_spawn, as ``subprocess`` does, inherits the parent's ``ru_maxrss`` high-water
-mark through exec, so ``ru_maxrss`` can overstate a child's peak; ``VmHWM`` is the process's own and is
-the number reported.) On CUDA the peak is ``torch.cuda.max_memory_allocated``. Memory numbers come
-from the isolated processes, timings from the alternating in-process rounds.
+started by vfork/posix_spawn, as ``subprocess`` does, inherits the parent's ``ru_maxrss``
+high-water mark through exec, so ``ru_maxrss`` can overstate a child's peak; ``VmHWM`` is the
+process's own and is the number reported.) On CUDA the peak is
+``torch.cuda.max_memory_allocated``. Memory numbers come from the isolated processes, timings from
+the alternating in-process rounds.
 
 Extras:
     --train-step      one whole Mask R-CNN training step (mmdet's mask-rcnn_r50_fpn_1x_coco model,
@@ -99,11 +100,33 @@ def has_module(name: str) -> bool:
         return False
 
 
-def load_hiera_module():
-    """``hiera_mm/models/hiera.py`` as a standalone module (plain torch, no OpenMMLab imports)."""
+_MMDET_ERROR = []
+
+
+def mmdet_error() -> str | None:
+    """None when mmdet's models import here, else why not (mmdet or mmcv missing or broken)."""
+    if not _MMDET_ERROR:
+        try:
+            import mmdet.models.backbones  # noqa: F401
+            _MMDET_ERROR.append(None)
+        except Exception as e:  # ImportError, or mmcv built without its ops, ...
+            _MMDET_ERROR.append(f'{type(e).__name__}: {e}'.splitlines()[0][:200])
+    return _MMDET_ERROR[0]
+
+
+def have_mmdet() -> bool:
+    return has_module('mmdet') and mmdet_error() is None
+
+
+def load_hiera_module(path: str | None = None):
+    """``hiera_mm/models/hiera.py`` (or another copy of it at ``path``) as a standalone module:
+    plain torch, none of the OpenMMLab imports of the ``hiera_mm`` package."""
+    path = osp.abspath(path or HIERA_FILE)
     name = 'hiera_mm_standalone_hiera'
+    if path != HIERA_FILE:
+        name += '_' + ''.join(c if c.isalnum() else '_' for c in path)
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HIERA_FILE)
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -162,12 +185,12 @@ def machine_info(args) -> dict:
         'device_name': (torch.cuda.get_device_name() if args.device == 'cuda' else cpu_model()),
         'cuda_version': torch.version.cuda,
     }
-    for mod in ('transformers', 'timm', 'mmdet', 'mmcv', 'mmengine'):
-        if has_module(mod):
-            try:
-                info[f'{mod}_version'] = __import__(mod).__version__
-            except Exception as e:  # a broken install is worth recording, not fatal
-                info[f'{mod}_version'] = f'import failed: {type(e).__name__}: {e}'
+    from importlib import metadata
+    for dist in ('transformers', 'timm', 'mmdet', 'mmcv', 'mmengine'):
+        try:  # from the installed metadata: importing them all would take seconds and memory
+            info[f'{dist}_version'] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
     try:
         info['load_average'] = os.getloadavg()
     except OSError:
@@ -185,10 +208,24 @@ class Contender:
         self.params_m = sum(p.numel() for p in module.parameters()) / 1e6
 
 
+def split_contender(name: str) -> tuple[str, str | None]:
+    """'hiera_mm-exact@/tmp/hiera.py' -> ('hiera_mm-exact', '/tmp/hiera.py')."""
+    base, _, path = name.partition('@')
+    return base, (path or None)
+
+
 def unavailable_reason(name: str, args) -> str | None:
     """Why ``name`` cannot be built here (None when it can)."""
+    name, path = split_contender(name)
+    if path is not None:
+        if name not in HIERA_CONTENDERS:
+            return 'only the hiera_mm contenders take @path/to/hiera.py'
+        if args.mm_backbone:
+            return '--mm-backbone times the installed hiera_mm, not @path/to/hiera.py'
+        if not osp.isfile(path):
+            return f'no file {path}'
     if name in HIERA_CONTENDERS:
-        if args.mm_backbone and not has_module('mmdet'):
+        if args.mm_backbone and not have_mmdet():
             return '--mm-backbone needs mmdet'
         return None
     if name == 'hf-hiera':
@@ -198,7 +235,7 @@ def unavailable_reason(name: str, args) -> str | None:
             return f"transformers' HieraModel has no '{args.arch}' (SAM2) trunk"
         return None
     if name in ('swin-t', 'r50'):
-        if has_module('mmdet') or has_module('timm'):
+        if have_mmdet() or has_module('timm'):
             return None
         return 'neither mmdet nor timm is installed'
     return f'unknown contender (choose from {", ".join(ALL_CONTENDERS)})'
@@ -210,8 +247,8 @@ def _pad_to(x, divisor):
     return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
-def build_hiera_trunk(arch, attention='exact', global_blocks=None, with_cp=False):
-    hiera = load_hiera_module()
+def build_hiera_trunk(arch, attention='exact', global_blocks=None, with_cp=False, path=None):
+    hiera = load_hiera_module(path)
     model = hiera.build_hiera(arch, attention=attention, global_blocks=global_blocks,
                               with_cp=with_cp)
     model.init_weights()
@@ -222,6 +259,7 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
     import torch
     torch.manual_seed(0)
     H, W = args.size
+    name, path = split_contender(name)
     if name in HIERA_CONTENDERS:
         attention, global_blocks = HIERA_CONTENDERS[name]
         if args.mm_backbone:
@@ -233,11 +271,11 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
             return Contender(name, model, lambda x: list(model(x)),
                              f'hiera_mm HieraBackbone(arch={args.arch!r}, '
                              f'attention={attention!r}, global_blocks={global_blocks})')
-        model = build_hiera_trunk(args.arch, attention, global_blocks, with_cp)
+        model = build_hiera_trunk(args.arch, attention, global_blocks, with_cp, path)
         divisor = model.size_divisor
         return Contender(name, model, lambda x: model(_pad_to(x, divisor)),
-                         f'hiera.py Hiera(arch={args.arch!r}, attention={attention!r}, '
-                         f'global_blocks={model.global_blocks})')
+                         f'{path or "hiera.py"} Hiera(arch={args.arch!r}, '
+                         f'attention={attention!r}, global_blocks={model.global_blocks})')
     if name == 'hf-hiera':
         from transformers import HieraConfig, HieraModel
         hiera = load_hiera_module()
@@ -252,7 +290,7 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
         return Contender(name, model, run, f'transformers HieraModel ({args.arch}), '
                                            'interpolate_pos_encoding=True, last_hidden_state')
     if name == 'swin-t':
-        if has_module('mmdet'):
+        if have_mmdet():
             from mmdet.models.backbones import SwinTransformer
             model = SwinTransformer(**SWIN_T, drop_path_rate=0.0)
             model.init_weights()
@@ -265,7 +303,7 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
             impl = f'timm swin_tiny_patch4_window7_224 features_only, img_size=({H}, {W})'
         return Contender(name, model, lambda x: list(model(x)), impl)
     if name == 'r50':
-        if has_module('mmdet'):
+        if have_mmdet():
             from mmdet.models.backbones import ResNet
             model = ResNet(depth=50, out_indices=(0, 1, 2, 3))
             model.init_weights()
@@ -317,7 +355,7 @@ class Runner:
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
         self.sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if mode == 'fwd':
             with torch.inference_mode(), self.autocast():
                 outs = contender.run(x)
@@ -328,6 +366,7 @@ class Runner:
             loss.backward()
         self.sync()
         seconds = time.perf_counter() - t0
+        self.last_cpu_s = time.process_time() - c0  # all threads of this process
         peak = torch.cuda.max_memory_allocated() - before if self.cuda else None
         del outs
         return seconds, peak
@@ -352,10 +391,16 @@ def alternate(items, timer, runs, warmup, label=''):
     return times
 
 
-def summarize(seconds: list, batch: int) -> dict:
+def summarize(seconds: list, batch: int, cpu_seconds: list | None = None) -> dict:
     med = statistics.median(seconds)
-    return {'times_ms': [s * 1e3 for s in seconds], 'median_ms': med * 1e3,
-            'min_ms': min(seconds) * 1e3, 'images_per_s': batch / med if med > 0 else math.nan}
+    out = {'times_ms': [s * 1e3 for s in seconds], 'median_ms': med * 1e3,
+           'min_ms': min(seconds) * 1e3, 'images_per_s': batch / med if med > 0 else math.nan}
+    if cpu_seconds:
+        # Process CPU time (all threads) of the same calls: on a shared machine, wall time far
+        # above cpu time / threads means the process waited for the cores.
+        out['cpu_times_ms'] = [s * 1e3 for s in cpu_seconds]
+        out['cpu_median_ms'] = statistics.median(cpu_seconds) * 1e3
+    return out
 
 
 def add_ratios(results: dict, mode: str, references: list):
@@ -389,10 +434,10 @@ def single_main(args):
     if args.single == 'hf-hiera':
         import transformers  # noqa: F401
     elif args.single in ('swin-t', 'r50'):
-        __import__('mmdet.models.backbones' if has_module('mmdet') else 'timm')
+        __import__('mmdet.models.backbones' if have_mmdet() else 'timm')
     elif args.mm_backbone:
         import_hiera_mm()
-    load_hiera_module()
+    load_hiera_module(split_contender(args.single)[1])
     report['after_import'] = memory_status()
     contender = build_contender(args.single, args, with_cp=bool(args.single_with_cp))
     runner = Runner(args)
@@ -445,12 +490,13 @@ def run_isolated(args, name, mode, with_cp=False, arch=None):
 # Mask R-CNN training step
 def build_mask_rcnn(backbone: str, args):
     import torch
-    from mmengine.config import Config
+    from mmengine.hub import get_config
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     import_hiera_mm()
     from mmdet.registry import MODELS
     init_default_scope('mmdet')
-    cfg = Config.fromfile('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
+    cfg = get_config('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
     model_cfg = copy.deepcopy(cfg.model)
     if backbone == 'hiera':
         hiera = load_hiera_module()
@@ -469,7 +515,13 @@ def build_mask_rcnn(backbone: str, args):
     model_cfg.roi_head.mask_head.num_classes = 80
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
-    model.init_weights()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # init_weights logs every parameter at INFO
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     return model
 
 
@@ -505,7 +557,7 @@ def train_step_benchmark(args) -> dict:
         if args.device == 'cuda':
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        losses[name].append(float(log_vars['loss']))
+        losses[name].append(float(torch.as_tensor(log_vars['loss']).detach()))
         return seconds
 
     times = alternate(list(names), step, args.runs, args.warmup, 'train-step')
@@ -543,12 +595,12 @@ def compile_benchmark(args, runner) -> dict:
     for key in ('recompile_limit', 'cache_size_limit'):  # renamed in torch 2.6
         if hasattr(cfg, key):
             setattr(cfg, key, args.compile_cache_limit)
-    inductor = lookup_backend('inductor')
+    backend = lookup_backend(args.compile_backend)
     graphs = {'n': 0}
 
     def counting_backend(gm, example_inputs):
         graphs['n'] += 1
-        return inductor(gm, example_inputs)
+        return backend(gm, example_inputs)
 
     dynamic = {'false': False, 'true': True, 'auto': None}[args.compile_dynamic]
     compiled = torch.compile(model, backend=counting_backend, dynamic=dynamic)
@@ -577,7 +629,7 @@ def compile_benchmark(args, runner) -> dict:
                       'compile')
     result = {
         'model': f'hiera_mm-exact ({args.arch})',
-        'settings': f'torch.compile(backend=inductor, dynamic={dynamic}), '
+        'settings': f'torch.compile(backend={args.compile_backend}, dynamic={dynamic}), '
                     f'recompile limit {args.compile_cache_limit}',
         'sizes': per_size,
         'max_abs_diff': max_diff,
@@ -601,15 +653,18 @@ def fmt(v, digits=1):
 
 def print_tables(results: dict):
     cfg, rows = results['config'], results['contenders']
-    print(f"\n## Backbones: {cfg['arch']} Hiera, {cfg['batch']} x 3 x {cfg['size'][0]} x "
-          f"{cfg['size'][1]}, {cfg['dtype']}, {cfg['device']} ({results['machine']['device_name']}"
-          f"), {cfg['threads']} threads, median of {cfg['runs']} alternating rounds "
-          f"after {cfg['warmup']} warmup\n")
-    refs = [r for r in (cfg['baseline'], SECOND_REFERENCE) if r in rows]
+    print(f"\n## Benchmark: {cfg['batch']} x 3 x {cfg['size'][0]} x {cfg['size'][1]}, "
+          f"{cfg['dtype']}, {cfg['device']} ({results['machine']['device_name']}), "
+          f"{cfg['threads']} threads, Hiera arch {cfg['arch']}, median of {cfg['runs']} "
+          f"alternating rounds after {cfg['warmup']} warmup\n")
+    if rows:
+        print("'t / X': median time over X's (< 1: faster). 'cpu ms': process CPU time of the "
+              'same calls, all threads (far below threads x wall time: the machine was busy).\n')
+    refs = [r for r in dict.fromkeys((cfg['baseline'], SECOND_REFERENCE)) if r in rows]
     for mode in ('fwd', 'fwdbwd'):
         if not any(mode in r for r in rows.values()):
             continue
-        head = ['contender', 'params (M)', 'median ms', 'min ms', 'img/s']
+        head = ['contender', 'params (M)', 'median ms', 'min ms', 'cpu ms', 'img/s']
         head += [f't / {r}' for r in refs]
         print(f"### {'forward' if mode == 'fwd' else 'forward + backward'}\n")
         print('| ' + ' | '.join(head) + ' |')
@@ -619,7 +674,7 @@ def print_tables(results: dict):
                 continue
             r = row[mode]
             cells = [name, fmt(row['params_M']), fmt(r['median_ms']), fmt(r['min_ms']),
-                     fmt(r['images_per_s'], 3)]
+                     fmt(r.get('cpu_median_ms')), fmt(r['images_per_s'], 3)]
             cells += [fmt(r.get(f'ratio_vs_{ref}'), 2) for ref in refs]
             print('| ' + ' | '.join(cells) + ' |')
         print()
@@ -703,7 +758,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--contenders', nargs='+', default=None,
                    help=f'names (space or comma separated) from: {", ".join(ALL_CONTENDERS)}; '
-                        'default: all that can be built here')
+                        'default: all that can be built here. A hiera_mm row may name another '
+                        'copy of hiera.py, e.g. hiera_mm-exact@/tmp/hiera.py, to compare a change')
     p.add_argument('--arch', default=None, help='Hiera size of the hiera_mm and hf rows '
                    '(tiny, small, base, base_plus, large, huge, sam2_*); default tiny')
     p.add_argument('--size', nargs=2, type=int, metavar=('H', 'W'), default=None,
@@ -730,6 +786,8 @@ def parse_args(argv=None):
     p.add_argument('--compile-dynamic', choices=['false', 'true', 'auto'], default='false',
                    help='torch.compile dynamic= (auto: dynamo marks shapes dynamic after a '
                         'recompile); default false (one graph per size, bounded by the limit)')
+    p.add_argument('--compile-backend', default='inductor',
+                   help='torch.compile backend (aot_eager: traces and checks without codegen)')
     p.add_argument('--compile-cache-limit', type=int, default=8,
                    help='torch._dynamo recompile (cache size) limit')
     p.add_argument('--with-cp-memory', action='store_true',
@@ -780,10 +838,11 @@ def main(argv=None):
             sys.exit(f'--contenders: {name}: {why}')
         else:
             notes.append(f'{name} skipped: {why}')
-    if not has_module('mmdet') and any(n in names for n in ('swin-t', 'r50')):
-        notes.append('mmdet is not importable: swin-t and r50 are timm models')
-    if any(s % 32 for s in args.size) and any(n in HIERA_CONTENDERS or n == 'hf-hiera'
-                                              for n in names):
+    if not have_mmdet() and any(n in names for n in ('swin-t', 'r50')):
+        why = mmdet_error() if has_module('mmdet') else 'not installed'
+        notes.append(f'mmdet is not importable ({why}): swin-t and r50 are timm models')
+    if any(s % 32 for s in args.size) and any(split_contender(n)[0] in HIERA_CONTENDERS
+                                              or n == 'hf-hiera' for n in names):
         notes.append('the input is zero-padded to multiples of 32 for the Hiera rows')
 
     results = {'command': [sys.executable] + sys.argv, 'machine': machine_info(args),
@@ -829,28 +888,31 @@ def main(argv=None):
         for mode in modes:
             for c in contenders.values():
                 runner.prepare(c, mode)
-            peaks = {}
+            peaks, cpu = {}, {name: [] for name in names}
 
-            def timer(name, mode=mode, peaks=peaks):
+            def timer(name, mode=mode, peaks=peaks, cpu=cpu):
                 seconds, peak = runner(contenders[name], mode)
+                cpu[name].append(runner.last_cpu_s)
                 if peak is not None:
                     peaks[name] = max(peaks.get(name, 0), peak)
                 return seconds
 
             times = alternate(names, timer, args.runs, args.warmup, mode)
             for name in names:
-                rows[name][mode] = summarize(times[name], args.batch)
+                rows[name][mode] = summarize(times[name], args.batch, cpu[name][args.warmup:])
                 if name in peaks:
                     rows[name][mode]['cuda_peak_above_resident_mib'] = peaks[name] / 2 ** 20
-            add_ratios(rows, mode, [r for r in (args.baseline, SECOND_REFERENCE) if r in rows])
+            add_ratios(rows, mode, [r for r in dict.fromkeys((args.baseline, SECOND_REFERENCE))
+                                    if r in rows])
         if args.baseline not in rows:
             notes.append(f'baseline {args.baseline} was not run: no ratios to it')
         del contenders
     if args.train_step:
-        if has_module('mmdet'):
+        if have_mmdet():
             results['train_step'] = train_step_benchmark(args)
         else:
-            notes.append('--train-step skipped: mmdet is not importable')
+            notes.append(f'--train-step skipped: mmdet is not importable '
+                         f'({mmdet_error() if has_module("mmdet") else "not installed"})')
     if args.compile:
         results['compile'] = compile_benchmark(args, runner)
     try:

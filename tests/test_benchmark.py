@@ -1,0 +1,150 @@
+"""tools/benchmark.py end to end: a --quick run of every contender, the isolated-process memory,
+the Mask R-CNN training step, activation-checkpointing memory and the torch.compile check.
+
+Only the structure and sanity of the numbers are checked (finite, positive, outputs that agree);
+never the timings themselves, which depend on the machine and its load.
+"""
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOL = osp.join(ROOT, 'tools', 'benchmark.py')
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+
+import benchmark  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _run(tmp_path, name, *extra, timeout=900):
+    out = tmp_path / f'{name}.json'
+    env = dict(os.environ, OMP_NUM_THREADS='2', HF_HUB_OFFLINE='1')
+    proc = subprocess.run([sys.executable, TOOL, '--quick', '--out', str(out), *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path),
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with open(out) as f:
+        return json.load(f), proc.stdout
+
+
+def _positive(v):
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+@pytest.fixture(scope='module')
+def quick(tmp_path_factory):
+    """--quick with every contender, both modes, plus the compile check on a codegen-free backend
+    (inductor's C++ compilation takes minutes on a small CPU machine)."""
+    return _run(tmp_path_factory.mktemp('bench'), 'quick', '--compile',
+                '--compile-backend', 'aot_eager')
+
+
+def test_quick_times_every_contender(quick):
+    results, stdout = quick
+    rows = results['contenders']
+    expected = [n for n in benchmark.ALL_CONTENDERS
+                if benchmark.unavailable_reason(n, benchmark.parse_args(['--quick'])) is None]
+    assert set(expected) >= set(benchmark.HIERA_CONTENDERS)
+    assert list(rows) == expected
+    for name, row in rows.items():
+        assert _positive(row['params_M']), name
+        for mode in ('fwd', 'fwdbwd'):
+            r = row[mode]
+            assert len(r['times_ms']) == 1 and all(_positive(t) for t in r['times_ms']), name
+            assert _positive(r['median_ms']) and _positive(r['min_ms']), name
+            assert _positive(r['images_per_s']), name
+            for ref in ('hf-hiera', 'swin-t'):
+                if ref in rows:
+                    assert _positive(r[f'ratio_vs_{ref}']), (name, ref)
+        assert row['fwd'].get('ratio_vs_hf-hiera', 1.0) > 0
+    if 'hf-hiera' in rows:
+        assert rows['hf-hiera']['fwd']['ratio_vs_hf-hiera'] == pytest.approx(1.0)
+    cfg = results['config']
+    assert cfg['size'] == [128, 128] and cfg['runs'] == 1 and cfg['warmup'] == 0
+    assert cfg['arch'] == 'tiny'
+    machine = results['machine']
+    assert machine['torch_threads'] == 2 and machine['cpu_model'] and machine['torch_version']
+    assert machine['device'] == 'cpu' and machine['device_name']
+    assert '### forward' in stdout and '### forward + backward' in stdout
+    for name in rows:
+        assert f'| {name} |' in stdout
+
+
+def test_quick_compile_matches_eager(quick):
+    comp = quick[0]['compile']
+    assert comp['max_abs_diff'] <= 1e-4
+    assert [s['size'] for s in comp['sizes']] == [[128, 128], [96, 128], [128, 96]]
+    # dynamic=False: every new size is a new graph, and no size runs uncompiled.
+    assert comp['sizes'][0]['graphs_compiled'] >= 1
+    assert comp['recompiles'] == 2
+    assert _positive(comp['eager']['median_ms']) and _positive(comp['compiled']['median_ms'])
+    assert isinstance(comp['compiled_is_slower'], bool)
+
+
+def test_isolated_memory_train_step_and_checkpointing(tmp_path):
+    results, stdout = _run(tmp_path, 'iso', '--isolate', '--train-step', '--with-cp-memory',
+                           '--mode', 'fwd', '--contenders', 'hiera_mm-exact,swin-t')
+    rows = results['contenders']
+    assert list(rows) == ['hiera_mm-exact', 'swin-t']
+    assert all(_positive(r['fwd']['median_ms']) for r in rows.values())
+    assert all('fwdbwd' not in r for r in rows.values())
+
+    mem = results['memory']
+    base = mem['torch_only_process']
+    assert _positive(base['peak_mib'])
+    for name in rows:
+        rep = mem['contenders'][name]['fwd']
+        assert 'error' not in rep, rep
+        assert _positive(rep['peak_mib']) and rep['peak_mib'] >= base['peak_mib'] * 0.9
+        # The process grows past its own imports when it builds and runs a model.
+        assert rep['peak_mib'] >= rep['after_import']['peak_rss_mib']
+        assert _positive(rep['peak_above_import_mib'])
+    assert 'Peak memory' in stdout
+
+    ts = results['train_step']['results']
+    assert list(ts) == ['mask-rcnn_hiera-tiny', 'mask-rcnn_swin-t']
+    for r in ts.values():
+        assert _positive(r['median_ms']) and r['loss_finite']
+
+    cp = results['with_cp_memory']
+    assert cp['arch'] == 'tiny'
+    for key in ('with_cp=False', 'with_cp=True'):
+        assert 'error' not in cp[key], cp[key]
+        assert _positive(cp[key]['peak_mib']) and cp[key]['with_cp'] == (key == 'with_cp=True')
+    assert _positive(cp['peak_ratio'])
+
+
+def test_parse_args_presets():
+    quick = benchmark.parse_args(['--quick', '--size', '64', '96', '--contenders', 'r50,swin-t'])
+    assert quick.size == (64, 96) and quick.runs == 1 and quick.warmup == 0
+    assert quick.contenders == ['r50', 'swin-t'] and quick.cp_arch == 'tiny'
+    full = benchmark.parse_args([])
+    assert full.size == (800, 1344) and full.runs == 5 and full.warmup == 2
+    assert full.threads == 2 and full.arch == 'tiny' and full.cp_arch == 'base'
+
+
+def test_alternating_rounds_rotate_and_drop_warmup():
+    calls = []
+    times = benchmark.alternate(['a', 'b', 'c'], lambda k: calls.append(k) or 1.0,
+                                runs=2, warmup=1)
+    assert calls == ['a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b']
+    assert times == {'a': [1.0, 1.0], 'b': [1.0, 1.0], 'c': [1.0, 1.0]}
+
+
+def test_hiera_loads_without_openmmlab():
+    """The standalone loader must not import hiera_mm's package (mmdet-based __init__)."""
+    code = ('import sys; sys.path.insert(0, %r); import benchmark, torch;'
+            ' m = benchmark.load_hiera_module();'
+            ' x = m.build_hiera("tiny")(torch.zeros(1, 3, 64, 64));'
+            ' assert [t.shape[1] for t in x] == [16, 8, 4, 2];'
+            ' assert "mmdet" not in sys.modules and "hiera_mm" not in sys.modules; print("ok")'
+            % osp.join(ROOT, 'tools'))
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and 'ok' in proc.stdout, proc.stderr[-2000:]
