@@ -5,7 +5,7 @@
                               [--dtype fp32|bf16|fp16] [--device cpu|cuda] [--threads N]
                               [--runs 5] [--warmup 2] [--mode fwd|fwdbwd|both]
                               [--baseline hf-hiera] [--isolate] [--train-step] [--compile]
-                              [--with-cp-memory] [--quick] [--out results.json]
+                              [--with-cp-memory] [--no-timing] [--quick] [--out results.json]
 
 Contenders (``--contenders``, default: every one that can be built here):
 
@@ -16,6 +16,9 @@ Contenders (``--contenders``, default: every one that can be built here):
     swin-t                      mmdet's SwinTransformer, Swin-T settings (timm's without mmdet)
     r50                         mmdet's ResNet-50 (timm's without mmdet)
 
+A hiera_mm row may name another copy of hiera.py, ``hiera_mm-exact@/tmp/hiera.py``, to time a
+change against the current file in the same alternating rounds.
+
 The hiera_mm rows time the bare trunk of ``hiera_mm/models/hiera.py``, loaded by file path so
 that it runs where only torch is installed (``--mm-backbone`` times mmdet's ``HieraBackbone``
 instead: padding, output norms, NCHW). ``--arch`` picks the Hiera size of the hiera_mm and hf rows.
@@ -24,7 +27,8 @@ Weights are random (the speed does not depend on them); drop path is off in ever
 Method. All contenders are built first; then every round times each contender once, in an order
 rotated by one per round, so that drift of a shared machine hits all of them alike. ``--warmup``
 rounds are discarded, the median (and min) of ``--runs`` rounds is reported, with the time ratio
-to ``--baseline`` and to swin-t (< 1 = faster). Forward runs under ``torch.inference_mode`` in
+to ``--baseline`` and to swin-t (< 1 = faster; the JSON also has the median of the per-round
+ratios, and the process CPU time of every call). Forward runs under ``torch.inference_mode`` in
 eval mode; forward+backward in train mode sums the means of the outputs and calls backward.
 ``--dtype bf16|fp16`` runs under ``torch.autocast``.
 
@@ -46,8 +50,12 @@ Extras:
     --compile         torch.compile of the hiera_mm-exact trunk: max |compiled - eager| over the
                       outputs at three input sizes, graphs compiled per size (recompiles), and
                       compiled vs eager forward time at --size (alternating rounds).
+                      --compile-dynamic false|true|auto (default false: one graph per size,
+                      bounded by --compile-cache-limit), --compile-backend (default inductor;
+                      aot_eager checks tracing and numerics without C++ code generation).
     --with-cp-memory  peak training (fwd+bwd) memory of Hiera with with_cp=True vs False, each in
                       its own process (--cp-arch, default base; --size/--batch as given).
+    --no-timing       skip the backbone rounds (run only the extras above).
     --quick           128x128, 1 run, 0 warmup, tiny arch (settings given explicitly still win);
                       seconds, for tests.
 
@@ -241,6 +249,22 @@ def unavailable_reason(name: str, args) -> str | None:
     return f'unknown contender (choose from {", ".join(ALL_CONTENDERS)})'
 
 
+def init_quietly(model) -> None:
+    """``model.init_weights()`` without mmengine's per-parameter INFO log (hundreds of lines)."""
+    try:
+        from mmengine.logging import MMLogger
+        logger = MMLogger.get_current_instance()
+    except ImportError:
+        model.init_weights()
+        return
+    level = logger.level
+    logger.setLevel('WARNING')
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+
+
 def _pad_to(x, divisor):
     import torch.nn.functional as F
     pad_h, pad_w = (-x.shape[-2]) % divisor, (-x.shape[-1]) % divisor
@@ -267,7 +291,7 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
             from hiera_mm.models.backbone import HieraBackbone
             model = HieraBackbone(arch=args.arch, attention=attention,
                                   global_blocks=global_blocks, with_cp=with_cp)
-            model.init_weights()
+            init_quietly(model)
             return Contender(name, model, lambda x: list(model(x)),
                              f'hiera_mm HieraBackbone(arch={args.arch!r}, '
                              f'attention={attention!r}, global_blocks={global_blocks})')
@@ -293,7 +317,7 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
         if have_mmdet():
             from mmdet.models.backbones import SwinTransformer
             model = SwinTransformer(**SWIN_T, drop_path_rate=0.0)
-            model.init_weights()
+            init_quietly(model)
             impl = 'mmdet SwinTransformer (Swin-T)'
         else:
             import timm
@@ -306,7 +330,7 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
         if have_mmdet():
             from mmdet.models.backbones import ResNet
             model = ResNet(depth=50, out_indices=(0, 1, 2, 3))
-            model.init_weights()
+            init_quietly(model)
             impl = 'mmdet ResNet(depth=50)'
         else:
             import timm
@@ -491,7 +515,6 @@ def run_isolated(args, name, mode, with_cp=False, arch=None):
 def build_mask_rcnn(backbone: str, args):
     import torch
     from mmengine.hub import get_config
-    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     import_hiera_mm()
     from mmdet.registry import MODELS
@@ -515,13 +538,7 @@ def build_mask_rcnn(backbone: str, args):
     model_cfg.roi_head.mask_head.num_classes = 80
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('WARNING')  # init_weights logs every parameter at INFO
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
+    init_quietly(model)
     return model
 
 
@@ -659,7 +676,8 @@ def print_tables(results: dict):
           f"alternating rounds after {cfg['warmup']} warmup\n")
     if rows:
         print("'t / X': median time over X's (< 1: faster). 'cpu ms': process CPU time of the "
-              'same calls, all threads (far below threads x wall time: the machine was busy).\n')
+              'same calls, all threads (well below threads x wall time: the process waited for '
+              'cores that other work held).\n')
     refs = [r for r in dict.fromkeys((cfg['baseline'], SECOND_REFERENCE)) if r in rows]
     for mode in ('fwd', 'fwdbwd'):
         if not any(mode in r for r in rows.values()):
