@@ -5,8 +5,9 @@ Layouts (keys after removing wrappers such as ``model_state`` / ``model`` / ``st
 * ``hf``:     transformers ``HieraModel`` (``embeddings.*``, ``encoder.stages.{s}.layers.{l}.*``), also
               under ``hiera.`` for ``HieraForImageClassification`` / ``HieraForPreTraining``;
 * ``fair``:   facebookresearch/hiera (``patch_embed.proj``, ``pos_embed`` (1, N, C), ``blocks.{g}``,
-              ``head.projection``) and timm's ``hiera_*`` (same names, ``head.fc`` / ``head.norm``;
-              the ``abswin`` variants add ``pos_embed_win``);
+              ``head.projection``) and timm's ``hiera_*_224`` (same names, ``head.fc`` / ``head.norm``);
+* ``timm_abswin``: timm's ``hiera_*_abswin_256``: the ``fair`` names plus ``pos_embed_win``, an NCHW
+              ``pos_embed`` and LayerScale gains ``blocks.{g}.ls1.gamma`` / ``ls2.gamma``;
 * ``sam2``:   SAM2 / SAM2.1 checkpoints, the trunk under ``image_encoder.trunk.``;
 * ``hiera_mm``: ours (``trunk.*`` / ``out_norms.*``), bare, or inside a detector (``backbone.``).
 
@@ -26,7 +27,7 @@ import torch
 from .models.hiera import ARCH_SETTINGS
 
 HF_PREFIX = 'hf://'
-LAYOUTS = ('hf', 'fair', 'sam2', 'hiera_mm')
+LAYOUTS = ('hf', 'fair', 'timm_abswin', 'sam2', 'hiera_mm')
 _WRAPPERS = ('model_state', 'model', 'state_dict', 'module')
 
 
@@ -153,17 +154,20 @@ def detect_layout(state: dict) -> tuple[str, str]:
     for prefix in ('', 'backbone.', 'encoder.'):
         if (prefix + 'patch_embed.proj.weight') in state and any(
                 k.startswith(prefix + 'blocks.') for k in keys):
-            return 'fair', prefix
+            return ('timm_abswin' if (prefix + 'pos_embed_win') in state else 'fair'), prefix
     sample = ', '.join(keys[:5])
     raise CheckpointError(f'not a Hiera checkpoint in any known layout ({", ".join(LAYOUTS)}); '
                           f'its first keys are: {sample}')
 
 
 def _stage_starts(state: dict) -> list[int]:
-    """Global block index of each stage's first block, read off the width-changing projections."""
-    blocks = {int(m[1]) for k in state if (m := re.match(r'blocks\.(\d+)\.', k))}
-    starts = [0] + sorted(int(m[1]) for k in state if (m := re.match(r'blocks\.(\d+)\.proj\.weight$', k)))
-    return starts if blocks else []
+    """Global block index of each stage's first block: where a block widens (norm1 vs norm2), which
+    holds with and without the expand projection."""
+    widths = {}
+    for k, v in state.items():
+        if m := re.match(r'blocks\.(\d+)\.norm([12])\.weight$', k):
+            widths.setdefault(int(m[1]), {})[m[2]] = v.shape[0]
+    return [0] + sorted(b for b, w in widths.items() if w.get('1') != w.get('2')) if widths else []
 
 
 def _from_hf(state: dict) -> tuple[dict, list]:
@@ -186,11 +190,15 @@ def _from_hf(state: dict) -> tuple[dict, list]:
     return out, dropped
 
 
+# timm's abswin names; 'pos_embed_abs' is the pre-release name timm's own loader still renames.
+_FAIR_RENAMES = {'pos_embed_win': 'pos_embed_window', 'pos_embed_abs': 'pos_embed'}
+
+
 def _from_fair(state: dict) -> tuple[dict, list]:
     out, dropped = {}, []
     for k, v in state.items():
-        if k in ('pos_embed', 'pos_embed_win') or k.startswith(('patch_embed.', 'blocks.')):
-            out[k.replace('pos_embed_win', 'pos_embed_window')] = v
+        if k in ('pos_embed', *_FAIR_RENAMES) or k.startswith(('patch_embed.', 'blocks.')):
+            out[_FAIR_RENAMES.get(k, k)] = v
         else:
             dropped.append(k)
     return out, dropped
@@ -222,7 +230,8 @@ def convert_state_dict(state: dict) -> dict:
         out_norms = _strip(body, 'out_norms.')
         dropped += [k for k in body if not k.startswith(('trunk.', 'out_norms.'))]
     else:
-        trunk, more = {'hf': _from_hf, 'fair': _from_fair, 'sam2': _from_sam2}[layout](body)
+        trunk, more = {'hf': _from_hf, 'fair': _from_fair, 'timm_abswin': _from_fair,
+                       'sam2': _from_sam2}[layout](body)
         dropped += [prefix + k for k in more]
     pos = trunk.get('pos_embed')
     if pos is not None and pos.ndim == 3:  # (1, N, C) token list of a square grid -> (1, C, h, w)
@@ -241,9 +250,13 @@ def guess_arch(trunk: dict) -> Optional[str]:
     num_blocks = 1 + max(int(m[1]) for k in trunk if (m := re.match(r'blocks\.(\d+)\.', k)))
     starts = _stage_starts(trunk) + [num_blocks]
     depths = tuple(b - a for a, b in zip(starts[:-1], starts[1:]))
-    sam2 = 'pos_embed_window' in trunk
+    # The family: window position embedding (SAM2, abswin), LayerScale, expand projections.
+    family = ('pos_embed_window' in trunk, any(k.endswith('.ls1.gamma') for k in trunk),
+              any(re.match(r'blocks\.\d+\.proj\.weight$', k) for k in trunk))
     for name, arch in ARCH_SETTINGS.items():
-        if (arch['embed_dim'], tuple(arch['depths'])) == (width, depths) \
-                and name.startswith('sam2') == sam2 and not name.startswith('sam2.1'):
+        arch_family = (arch.get('pos_embed') == 'abs_win', arch.get('layer_scale') is not None,
+                       arch.get('expand_proj', True))
+        if (arch['embed_dim'], tuple(arch['depths']), arch_family) == (width, depths, family) \
+                and not name.startswith('sam2.1'):
             return name
     return f'custom (embed_dim={width}, depths={depths})'

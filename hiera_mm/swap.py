@@ -6,9 +6,10 @@ is the command line around it. What the new config changes, and the rules behind
 
 * ``custom_imports``: ``hiera_mm`` is added (imports of the base kept), failures are fatal.
 * ``model.backbone``: replaced (``_delete_=True``) by ``HieraBackbone`` of the chosen arch, with
-  the pretrained weights of the arch (``hf://facebook/hiera-<size>-224-hf``; SAM2 trunks need an
-  explicit checkpoint) and a drop-path rate per size (tiny 0.1, small 0.15, base / base_plus
-  0.2, large 0.4, huge 0.5, as this project's configs; SAM2 trunks as their size).
+  the pretrained weights of the arch (``hf://facebook/hiera-<size>-224-hf``; SAM2 trunks and
+  timm's abswin models need an explicit checkpoint) and a drop-path rate per size (tiny 0.1,
+  small 0.15, base / base_plus 0.2, large 0.4, huge 0.5, as this project's configs; SAM2 trunks
+  and abswin models as their size).
 * Stages: the consumer of the backbone's features is found (the first neck, or Mask2Former /
   MaskFormer's ``panoptic_head`` which has no neck). A consumer with ``n`` ``in_channels``
   entries reads the last ``n`` of the original backbone's ``out_indices`` (ResNet and the like:
@@ -399,8 +400,13 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
     """Decide everything and write the new config's text; see the module docstring."""
     if arch not in ARCH_SETTINGS:
         raise ValueError(f"unknown Hiera arch '{arch}'; choose one of {sorted(ARCH_SETTINGS)}")
-    size = arch.split('_', 1)[1] if arch.startswith('sam2') else arch
+    size = arch.split('_', 1)[1] if arch.startswith(('sam2', 'abswin')) else arch
     if checkpoint is None:
+        if arch.startswith('abswin'):
+            raise ValueError(
+                f"arch '{arch}' is timm's hiera_{size}_abswin_256: there is no default checkpoint "
+                "for it; pass --checkpoint with timm's file (e.g. the model.safetensors of "
+                f'timm/hiera_{size}_abswin_256.<tag>)')
         if arch not in HUB_CHECKPOINTS:
             raise ValueError(
                 f"arch '{arch}' is a SAM2 trunk: there is no Hiera hub checkpoint for it; pass "

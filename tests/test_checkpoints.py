@@ -108,3 +108,113 @@ def test_convert_round_trip(tmp_path, make_hf_checkpoint):
     res = subprocess.run([sys.executable, 'tools/convert_weights.py', folder, str(tmp_path / 'x.pth'),
                           '--arch', 'base'], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and "looks like arch 'tiny', not 'base'" in res.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# timm's hiera_{small,base}_abswin_256 (layout 'timm_abswin')
+# ---------------------------------------------------------------------------------------------
+ABSWIN = {'abswin_small': 'hiera_small_abswin_256', 'abswin_base': 'hiera_base_abswin_256'}
+
+
+def timm_abswin(arch, size=(256, 256), state=None):
+    """timm's model at ``size``: random weights (seeded), LayerScale gains around one and position
+    embeddings of unit scale so that both branches and the embedding resize show in the outputs;
+    or ``state`` loaded into it."""
+    timm = pytest.importorskip('timm')
+    ref = timm.create_model(ABSWIN[arch], pretrained=False, img_size=size)
+    if state is None:
+        randomize_(ref)
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for name, p in ref.named_parameters():
+                if name.endswith('.gamma'):
+                    p.copy_(0.5 + torch.rand(p.shape, generator=gen))
+                elif name.startswith('pos_embed'):
+                    p.copy_(torch.randn(p.shape, generator=gen))
+    else:
+        ref.load_state_dict(state)
+    return ref.double().eval()
+
+
+@pytest.fixture(scope='module')
+def abswin_files(tmp_path_factory):
+    """Factory: arch -> (state dict, {'pth': file, 'safetensors': file}) as timm saves them."""
+    from safetensors.torch import save_file
+    cache = {}
+
+    def make(arch):
+        if arch not in cache:
+            state = {k: v.float() for k, v in timm_abswin(arch).state_dict().items()}
+            folder = tmp_path_factory.mktemp(arch)
+            torch.save(state, folder / 'pytorch_model.pth')
+            save_file(state, str(folder / 'model.safetensors'))
+            cache[arch] = state, {'pth': str(folder / 'pytorch_model.pth'),
+                                  'safetensors': str(folder / 'model.safetensors')}
+        return cache[arch]
+
+    return make
+
+
+def abswin_backbone(arch, checkpoint):
+    import hiera_mm  # noqa: F401
+    from mmdet.registry import MODELS
+    model = MODELS.build(dict(type='HieraBackbone', arch=arch, out_norm=False,
+                              init_cfg=dict(type='Pretrained', checkpoint=checkpoint)))
+    model.init_weights()
+    return model.double().eval()
+
+
+@pytest.mark.parametrize('arch, size, fmt', [
+    ('abswin_small', (256, 256), 'safetensors'),
+    ('abswin_small', (320, 416), 'pth'),  # another grid: global map resized, window map tiled
+    ('abswin_base', (256, 256), 'pth'),
+])
+def test_timm_abswin_matches_timm(arch, size, fmt, abswin_files):
+    state, files = abswin_files(arch)
+    conv = convert_state_dict(torch.load(files['pth'], weights_only=True))
+    assert conv['layout'] == 'timm_abswin'
+    assert sorted(conv['dropped']) == ['head.fc.bias', 'head.fc.weight', 'head.norm.bias',
+                                       'head.norm.weight']
+    model = abswin_backbone(arch, files[fmt])
+    ref = timm_abswin(arch, size, state)  # timm builds its model for one image size
+    x = torch.randn(1, 3, *size, dtype=torch.float64)
+    with torch.no_grad():
+        refs = ref.forward_intermediates(x, intermediates_only=True)
+        ours = model(x)  # NCHW, as timm's
+        assert len(ours) == len(refs) == 4
+        assert stage_diff(ours, refs, nchw_refs=False) <= 1e-10
+
+
+def test_timm_abswin_wrong_arch_names_the_right_one(abswin_files):
+    _, files = abswin_files('abswin_small')
+    for wrong in ('small', 'sam2_small', 'abswin_base'):
+        with pytest.raises(CheckpointError, match=rf"looks like arch 'abswin_small'.*built as arch "
+                                                  rf"'{wrong}'.*set arch='abswin_small'"):
+            abswin_backbone(wrong, files['safetensors'])
+    _, files = abswin_files('abswin_base')
+    with pytest.raises(CheckpointError, match=r"looks like arch 'abswin_base'.*set arch='abswin_base'"):
+        abswin_backbone('base', files['pth'])
+
+
+def test_timm_abswin_convert_round_trip(tmp_path, abswin_files):
+    _, files = abswin_files('abswin_small')
+    out = tmp_path / 'abswin_small.safetensors'
+    res = subprocess.run([sys.executable, 'tools/convert_weights.py', files['safetensors'], str(out),
+                          '--arch', 'abswin_small'], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "layout 'timm_abswin', looks like arch 'abswin_small'" in res.stdout
+    assert 'dropped 4 tensors: head (4)' in res.stdout
+    a, b = abswin_backbone('abswin_small', files['pth']), abswin_backbone('abswin_small', str(out))
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    res = subprocess.run([sys.executable, 'tools/convert_weights.py', files['safetensors'],
+                          str(tmp_path / 'x.pth'), '--arch', 'small'], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode != 0 and "looks like arch 'abswin_small', not 'small'" in res.stderr
+
+
+def test_abs_win_grid_must_tile_the_window_embedding():
+    model = build_hiera('abswin_small').eval()
+    with torch.no_grad(), pytest.raises(ValueError, match=r'token grid \(60, 64\) does not tile into '
+                                                          r'the 8x8 windows.*multiples of 32x32 pixels'):
+        model(torch.randn(1, 3, 240, 256))

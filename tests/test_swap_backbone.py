@@ -318,6 +318,11 @@ def test_arch_checkpoint_and_drop_path(tmp_path):
     assert cfg.model.backbone.init_cfg.checkpoint == 'checkpoints/sam2.1_hiera_small.pt'
     assert cfg.pretrained == 'checkpoints/sam2.1_hiera_small.pt'
     assert cfg.model.backbone.drop_path_rate == 0.3
+    cfg = load(swap('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 'abswin_small',
+                    checkpoint='model.safetensors'), tmp_path)
+    assert cfg.model.backbone.arch == 'abswin_small'
+    assert cfg.model.backbone.drop_path_rate == 0.15  # as Hiera-S
+    assert list(cfg.model.neck.in_channels) == [96, 192, 384, 768]
 
 
 # ---- refusals -----------------------------------------------------------------------------------
@@ -369,6 +374,8 @@ def test_refuses_dilated_resnet(tmp_path):
 def test_refuses_sam2_without_checkpoint_and_unknown_arch():
     with pytest.raises(ValueError, match=r"'sam2_tiny' is a SAM2 trunk.*--checkpoint"):
         swap('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', 'sam2_tiny')
+    with pytest.raises(ValueError, match=r"'abswin_base' is timm's hiera_base_abswin_256.*--checkpoint"):
+        swap('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', 'abswin_base')
     with pytest.raises(ValueError, match=r"unknown Hiera arch 'giant'"):
         swap('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', 'giant')
 

@@ -21,8 +21,9 @@ class HieraBackbone(BaseModule):
 
     Args:
         arch (str | dict): 'tiny', 'small', 'base', 'base_plus', 'large', 'huge', a SAM2 trunk
-            ('sam2_tiny', 'sam2_small', 'sam2_base_plus', 'sam2_large'; 'sam2.1_*' alike) or a
-            dict of ``Hiera`` arguments (embed_dim, depths, num_heads, ...).
+            ('sam2_tiny', 'sam2_small', 'sam2_base_plus', 'sam2_large'; 'sam2.1_*' alike), timm's
+            abswin models ('abswin_small', 'abswin_base' for ``hiera_{small,base}_abswin_256``)
+            or a dict of ``Hiera`` arguments (embed_dim, depths, num_heads, ...).
         out_indices (Sequence[int]): stages to emit, 0 = stage 1 (stride 4) ... 3 = stage 4.
         out_norm (bool): LayerNorm on each emitted stage (new parameters, frozen with their stage).
             False emits the raw stage outputs.

@@ -12,7 +12,8 @@ same computation is expressed here in spatial NHWC order, with every size derive
 
 So the pretrained weights give the pretrained function at 224 and the natural extension at any size
 that is a multiple of 32 pixels (a mask unit). SAM2's Hiera trunk is the same network with other
-window sizes and an absolute-window position embedding; both are covered by ``Hiera`` below.
+window sizes and an absolute-window position embedding; timm's ``hiera_*_abswin_256`` adds LayerScale
+and (small) a parameter-free stage widening. All are covered by ``Hiera`` below.
 
 This file imports nothing but torch, so it runs without the OpenMMLab stack (e.g. for benchmarks).
 """
@@ -52,6 +53,14 @@ ARCH_SETTINGS = {
 # The SAM2.1 releases share the SAM2 trunks.
 for _size in ('tiny', 'small', 'base_plus', 'large'):
     ARCH_SETTINGS[f'sam2.1_{_size}'] = ARCH_SETTINGS[f'sam2_{_size}']
+# timm's hiera_{small,base}_abswin_256: the paper's Hiera at 256 pixels with an absolute-window
+# position embedding (resized with antialiasing, unlike SAM2's) and LayerScale; the small one widens
+# the residual at stage transitions by pooling instead of a projection (timm's use_expand_proj=False).
+_ABSWIN = dict(embed_dim=96, num_heads=(1, 2, 4, 8), pos_embed='abs_win', pos_embed_antialias=True,
+               layer_scale=1e-5, pretrain_size=256)
+ARCH_SETTINGS['abswin_small'] = dict(_ABSWIN, depths=(1, 2, 11, 2), pos_embed_size=(16, 16),
+                                     expand_proj=False)
+ARCH_SETTINGS['abswin_base'] = dict(_ABSWIN, depths=(2, 3, 16, 3), pos_embed_size=(14, 14))
 
 ATTENTION_MODES = ('exact', 'windowed')
 
@@ -80,13 +89,16 @@ def window_unpartition(windows: torch.Tensor, padded_hw: tuple[int, int], hw: tu
     return x
 
 
-def max_pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """Non-overlapping max pooling of a (..., H, W, C) tensor; Hiera's query pooling."""
+def max_pool_nhwc(x: torch.Tensor, stride: int, reduce=torch.amax) -> torch.Tensor:
+    """Non-overlapping max pooling of a (..., H, W, C) tensor; Hiera's query pooling.
+
+    ``reduce=torch.mean`` gives average pooling instead.
+    """
     if stride == 1:
         return x
     *lead, H, W, C = x.shape
     x = x.reshape(-1, H // stride, stride, W // stride, stride, C)
-    return x.amax(dim=(2, 4)).reshape(*lead, H // stride, W // stride, C)
+    return reduce(x, dim=(2, 4)).reshape(*lead, H // stride, W // stride, C)
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
@@ -145,19 +157,43 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class LayerScale(nn.Module):
+    """Learned per-channel gain on a residual branch (timm's ``ls1`` / ``ls2``)."""
+
+    def __init__(self, dim: int, init_value: float = 1e-5):
+        super().__init__()
+        self.init_value = init_value
+        self.gamma = nn.Parameter(torch.full((dim,), init_value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
 class HieraBlock(nn.Module):
-    """Pre-norm transformer block on NHWC maps; a stage's first block also pools and widens."""
+    """Pre-norm transformer block on NHWC maps; a stage's first block also pools and widens.
+
+    ``layer_scale``: initial LayerScale gain on both branches (None: none, no parameters).
+    ``expand_proj``: widen the residual with a linear projection; if False the width must double and
+    the residual becomes [max pool, mean pool] of the block input (timm's ``use_expand_proj=False``).
+    """
 
     def __init__(self, dim: int, dim_out: int, num_heads: int, mlp_ratio: float = 4.0,
-                 q_stride: int = 1, window: int = 0, drop_path_rate: float = 0.0, norm_eps: float = 1e-6):
+                 q_stride: int = 1, window: int = 0, drop_path_rate: float = 0.0, norm_eps: float = 1e-6,
+                 layer_scale: Optional[float] = None, expand_proj: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = PooledAttention(dim, dim_out, num_heads, q_stride, window)
         self.norm2 = nn.LayerNorm(dim_out, eps=norm_eps)
         self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio))
+        # Identity when unused: no parameters, so state-dict names of the other archs stay the same.
+        self.ls1 = LayerScale(dim_out, layer_scale) if layer_scale is not None else nn.Identity()
+        self.ls2 = LayerScale(dim_out, layer_scale) if layer_scale is not None else nn.Identity()
         # The residual follows the attention output: projected when the width changes, pooled when
         # the queries are. Projecting the normed input follows the reference implementation.
-        self.proj = nn.Linear(dim, dim_out) if dim != dim_out else None
+        self.proj = nn.Linear(dim, dim_out) if dim != dim_out and expand_proj else None
+        self.pool_expand = dim != dim_out and not expand_proj
+        if self.pool_expand and dim_out != 2 * dim:
+            raise ValueError(f'expand_proj=False needs the width to double, got {dim} -> {dim_out}')
         self.q_stride = q_stride
         self.drop_path_rate = drop_path_rate
 
@@ -165,9 +201,13 @@ class HieraBlock(nn.Module):
         x_norm = self.norm1(x)
         if self.proj is not None:
             x = self.proj(x_norm)
-        x = max_pool_nhwc(x, self.q_stride)
-        x = x + drop_path(self.attn(x_norm), self.drop_path_rate, self.training)
-        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
+        if self.pool_expand:  # the un-normed input, as in timm
+            x = torch.cat([max_pool_nhwc(x, self.q_stride),
+                           max_pool_nhwc(x, self.q_stride, torch.mean)], dim=-1)
+        else:
+            x = max_pool_nhwc(x, self.q_stride)
+        x = x + drop_path(self.ls1(self.attn(x_norm)), self.drop_path_rate, self.training)
+        return x + drop_path(self.ls2(self.mlp(self.norm2(x))), self.drop_path_rate, self.training)
 
     def extra_repr(self) -> str:
         return (f'window={self.attn.window or "global"}, q_stride={self.q_stride}, '
@@ -216,9 +256,15 @@ class Hiera(nn.Module):
             stage-3 and stage-4 blocks may be named.
         window_sizes: per-stage window sizes (SAM2 trunks); overrides the mask-unit layout.
         pos_embed: 'abs' (one learned map of the 224 token grid, resized bicubically to the input
-            grid as transformers' ``interpolate_pos_encoding`` does) or 'abs_win' (SAM2: a
-            background map resized to the grid plus a window map tiled over it).
+            grid as transformers' ``interpolate_pos_encoding`` does) or 'abs_win' (SAM2, timm's
+            abswin: a background map resized to the grid plus a window map tiled over it).
         pos_embed_size: grid of the stored (background) position embedding.
+        pos_embed_antialias: resize it with antialiased bicubic (timm's abswin models do; SAM2 and
+            transformers do not, and the two differ even when upsampling).
+        layer_scale: initial LayerScale gain of every block's two branches; None: no LayerScale.
+        expand_proj: widen the residual at stage transitions with a projection (False: by
+            concatenating max and mean pooling, timm's ``use_expand_proj=False``).
+        pretrain_size: pretraining image size (sets the windows of 'windowed' attention).
         drop_path_rate: stochastic depth, rising linearly over the blocks.
         with_cp: activation checkpointing per block during training.
     """
@@ -232,7 +278,8 @@ class Hiera(nn.Module):
                  pos_embed_size: Sequence[int] = (56, 56), mask_unit_size: int = 8,
                  mask_unit_attn: Sequence[bool] = (True, True, False, False), num_q_pool: int = 3,
                  pretrain_size: int = 224, drop_path_rate: float = 0.0, with_cp: bool = False,
-                 in_chans: int = 3, norm_eps: float = 1e-6):
+                 in_chans: int = 3, norm_eps: float = 1e-6, pos_embed_antialias: bool = False,
+                 layer_scale: Optional[float] = None, expand_proj: bool = True):
         super().__init__()
         depths, num_heads = tuple(depths), tuple(num_heads)
         if len(depths) != len(num_heads) or len(depths) != len(mask_unit_attn):
@@ -273,6 +320,7 @@ class Hiera(nn.Module):
         self.num_features = [int(embed_dim * 2 ** i) for i in range(len(depths))]
         self.with_cp = with_cp
         self.pos_embed_type = pos_embed
+        self.pos_embed_antialias = pos_embed_antialias
         self.mask_unit_size = mask_unit_size
         # Inputs must tile into whole mask units (and windows of the absolute-window embedding).
         self.size_divisor = self.patch_stride * mask_unit_size
@@ -294,18 +342,24 @@ class Hiera(nn.Module):
         for i, (stage, q_stride, window) in enumerate(layout):
             dim_out = self.num_features[stage]
             self.blocks.append(HieraBlock(dim, dim_out, num_heads[stage], mlp_ratio, q_stride,
-                                          window, rates[i], norm_eps))
+                                          window, rates[i], norm_eps, layer_scale, expand_proj))
             dim = dim_out
 
     def resized_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Position embedding for a token grid, NHWC (1, h, w, C)."""
         pos = self.pos_embed
         if tuple(pos.shape[-2:]) != tuple(grid_hw):
-            pos = F.interpolate(pos, size=grid_hw, mode='bicubic', align_corners=False)
+            pos = F.interpolate(pos, size=grid_hw, mode='bicubic', align_corners=False,
+                                antialias=self.pos_embed_antialias)
         if self.pos_embed_window is not None:
             win = self.pos_embed_window
-            reps = (grid_hw[0] // win.shape[-2], grid_hw[1] // win.shape[-1])
-            pos = pos + win.tile(1, 1, *reps)
+            wh, ww = win.shape[-2:]
+            if grid_hw[0] % wh or grid_hw[1] % ww:
+                raise ValueError(
+                    f'token grid {tuple(grid_hw)} does not tile into the {wh}x{ww} windows of the '
+                    f'position embedding: input height and width must be multiples of '
+                    f'{self.patch_stride * wh}x{self.patch_stride * ww} pixels')
+            pos = pos + win.tile(1, 1, grid_hw[0] // wh, grid_hw[1] // ww)
         return pos.permute(0, 2, 3, 1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -334,6 +388,8 @@ class Hiera(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+            elif isinstance(m, LayerScale):
+                nn.init.constant_(m.gamma, m.init_value)
 
 
 def build_hiera(arch='tiny', **kwargs) -> Hiera:
