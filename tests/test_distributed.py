@@ -251,7 +251,8 @@ def test_two_processes_average_gradients_and_rank0_saves(setup, tmp_path):
     # exactly one checkpoint, written once, by rank 0
     assert sorted(f for f in os.listdir(work) if f.endswith('.pth')) == ['iter_1.pth']
     puts0 = read_jsonl(work / 'puts_rank0.jsonl')
-    assert [p['path'] for p in puts0] == [str(work / 'iter_1.pth')]
+    # (tools/train.py's AtomicCheckpointHook writes iter_1.pth.tmp, then renames it)
+    assert [p['path'] for p in puts0] == [str(work / 'iter_1.pth.tmp')]
     assert not osp.exists(work / 'puts_rank1.jsonl'), read_jsonl(work / 'puts_rank1.jsonl')
     with open(work / 'last_checkpoint') as f:
         assert f.read().strip() == str(work / 'iter_1.pth')

@@ -18,6 +18,7 @@ from _common import (add_common_args, build_runner, finish_args,  # noqa: E402
 
 import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
 from hiera_mm.compat import setup_runtime  # noqa: E402
+from hiera_mm.engine.hooks import use_atomic_checkpoint_hook  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -69,6 +70,8 @@ def config_from_args(args):
     hooks = list(cfg.get('custom_hooks', None) or [])
     if not any(h.get('type') == 'FiniteLossHook' for h in hooks):
         cfg.custom_hooks = hooks + [dict(type='FiniteLossHook')]
+    # mmengine's CheckpointHook can leave no complete checkpoint after a kill or power loss.
+    use_atomic_checkpoint_hook(cfg)
     # An explicit checkpoint wins over auto-resume from the work dir.
     if args.resume == 'auto':
         cfg.resume = True

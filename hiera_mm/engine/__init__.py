@@ -1,5 +1,6 @@
 """Training-engine components of hiera_mm (optimizer constructors, hooks)."""
-from .hooks import FiniteLossHook
+from .hooks import AtomicCheckpointHook, FiniteLossHook
 from .layer_decay import HieraLayerDecayOptimizerConstructor, get_hiera_layer_id
 
-__all__ = ['FiniteLossHook', 'HieraLayerDecayOptimizerConstructor', 'get_hiera_layer_id']
+__all__ = ['AtomicCheckpointHook', 'FiniteLossHook', 'HieraLayerDecayOptimizerConstructor',
+           'get_hiera_layer_id']
