@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import hiera_mm  # noqa: F401  (registers HieraBackbone)
 from hiera_mm.checkpoints import CheckpointError
 from hiera_mm.models.hiera import ARCH_SETTINGS
+from conftest import randomize_
 from mmdet.registry import MODELS
 
 TOL = 1e-4
@@ -213,6 +214,22 @@ def test_drop_path_changes_training_outputs_only():
         assert max_diff(model.eval()(x), ref(x)) == 0.0
         torch.manual_seed(1)
         assert max_diff(model.train()(x), ref(x)) > 1e-3
+
+
+@pytest.mark.parametrize('arch, kwargs', [
+    ('tiny', {}),
+    ('tiny', dict(attention='windowed')),  # 40x72 tokens: windows of 56 need padding
+    ('abswin_small', {}),  # LayerScale and the pooled stage widening
+])
+def test_inference_path_equals_autograd_path(arch, kwargs):
+    """Without autograd the blocks run in place (GELU, residuals): same numbers as with it."""
+    model = randomize_(build(arch, **kwargs))  # LayerScale gains ~1, not 1e-5: branches count
+    x = torch.randn(2, 3, 160, 288)
+    with torch.no_grad():
+        fast = model(x)
+    slow = model(x)
+    assert all(t.requires_grad for t in slow)
+    assert max_diff(fast, [t.detach() for t in slow]) < 1e-5
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,29 +76,34 @@ def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[
     return x.reshape(-1, window, window, C), (Hp, Wp)
 
 
-def window_unpartition(windows: torch.Tensor, padded_hw: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
-    """Inverse of ``window_partition``: (B * num_windows, w, w, C) -> (B, H, W, C), padding removed."""
-    Hp, Wp = padded_hw
-    window, C = windows.shape[1], windows.shape[-1]
-    B = windows.shape[0] // ((Hp // window) * (Wp // window))
-    x = windows.view(B, Hp // window, Wp // window, window, window, C).transpose(2, 3)
-    x = x.reshape(B, Hp, Wp, C)
-    H, W = hw
-    if Hp != H or Wp != W:
-        x = x[:, :H, :W].contiguous()
-    return x
+def max_pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Non-overlapping max pooling of a (..., H, W, C) map: Hiera's query pooling.
 
-
-def max_pool_nhwc(x: torch.Tensor, stride: int, reduce=torch.amax) -> torch.Tensor:
-    """Non-overlapping max pooling of a (..., H, W, C) tensor; Hiera's query pooling.
-
-    ``reduce=torch.mean`` gives average pooling instead.
+    A contiguous map goes through ``max_pool2d`` on its channels-last NCHW view (vectorised, no
+    copy); a strided view (queries sliced out of the qkv projection) is reduced as the maximum of its
+    ``stride**2`` shifted sub-grids, read in place. Both are several times faster on CPU than
+    ``amax`` over two interleaved dimensions.
     """
     if stride == 1:
         return x
     *lead, H, W, C = x.shape
-    x = x.reshape(-1, H // stride, stride, W // stride, stride, C)
-    return reduce(x, dim=(2, 4)).reshape(*lead, H // stride, W // stride, C)
+    if x.is_contiguous():
+        y = F.max_pool2d(x.reshape(-1, H, W, C).permute(0, 3, 1, 2), stride)
+        return y.permute(0, 2, 3, 1).reshape(*lead, H // stride, W // stride, C)
+    out = x[..., ::stride, ::stride, :]
+    for i in range(stride):
+        for j in range(stride):
+            if i or j:
+                out = torch.maximum(out, x[..., i::stride, j::stride, :])
+    return out
+
+
+def mean_pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Non-overlapping average pooling of a (B, H, W, C) map."""
+    if stride == 1:
+        return x
+    B, H, W, C = x.shape
+    return x.reshape(B, H // stride, stride, W // stride, stride, C).mean(dim=(2, 4))
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
@@ -132,17 +137,23 @@ class PooledAttention(nn.Module):
         B, H, W, _ = x.shape
         if self.window:
             x, padded_hw = window_partition(x, self.window)
-        n, h, w, _ = x.shape
-        qkv = self.qkv(x).view(n, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (n, heads, h * w, head_dim)
-        if self.q_stride > 1:
-            q = max_pool_nhwc(q.view(n, self.num_heads, h, w, self.head_dim), self.q_stride).flatten(2, 3)
-            h, w = h // self.q_stride, w // self.q_stride
-        x = F.scaled_dot_product_attention(q, k, v)
-        x = self.proj(x.transpose(1, 2).reshape(n, h, w, self.num_heads * self.head_dim))
-        if self.window:
-            s = self.q_stride
-            x = window_unpartition(x, (padded_hw[0] // s, padded_hw[1] // s), (H // s, W // s))
+        n = x.shape[0]
+        heads, s = self.num_heads, self.q_stride
+        # q, k, v stay strided views of the projection, (n, h, w, heads * head_dim) each; q is pooled
+        # before the heads are split, in one pass and without a copy of its own.
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q = max_pool_nhwc(q, s)
+        hq, wq, dim_out = q.shape[1:]
+        q, k, v = (t.reshape(n, -1, heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        x = F.scaled_dot_product_attention(q, k, v)  # (n, heads, hq * wq, head_dim)
+        if not self.window:
+            return self.proj(x.transpose(1, 2).reshape(n, hq, wq, dim_out))
+        # Merge the heads and undo the window partition in a single copy.
+        Hp, Wp = padded_hw[0] // s, padded_hw[1] // s
+        x = x.view(B, Hp // hq, Wp // wq, heads, hq, wq, self.head_dim).permute(0, 1, 4, 2, 5, 3, 6)
+        x = self.proj(x.reshape(B, Hp, Wp, dim_out))
+        if (Hp, Wp) != (H // s, W // s):
+            x = x[:, :H // s, :W // s].contiguous()
         return x
 
 
@@ -154,7 +165,10 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        x = self.fc1(x)
+        # Without autograd GELU runs in place: one fresh hidden-width buffer less per block.
+        x = self.act(x) if torch.is_grad_enabled() else torch.ops.aten.gelu_(x)
+        return self.fc2(x)
 
 
 class LayerScale(nn.Module):
@@ -203,9 +217,13 @@ class HieraBlock(nn.Module):
             x = self.proj(x_norm)
         if self.pool_expand:  # the un-normed input, as in timm
             x = torch.cat([max_pool_nhwc(x, self.q_stride),
-                           max_pool_nhwc(x, self.q_stride, torch.mean)], dim=-1)
+                           mean_pool_nhwc(x, self.q_stride)], dim=-1)
         else:
             x = max_pool_nhwc(x, self.q_stride)
+        if not torch.is_grad_enabled() and not (self.training and self.drop_path_rate):
+            # Inference: accumulate the residual into the fresh branch outputs (fewer buffers).
+            x = self.ls1(self.attn(x_norm)).add_(x)
+            return self.ls2(self.mlp(self.norm2(x))).add_(x)
         x = x + drop_path(self.ls1(self.attn(x_norm)), self.drop_path_rate, self.training)
         return x + drop_path(self.ls2(self.mlp(self.norm2(x))), self.drop_path_rate, self.training)
 
