@@ -47,3 +47,64 @@ def make_hf_checkpoint(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+TINY_RETINANET_BASE = os.path.join(ROOT, 'configs', 'retinanet', 'retinanet_hiera-t_fpn_1x_coco.py')
+
+
+def write_tiny_retinanet_config(folder, data_root, helpers_module, helpers_source, *, max_iters,
+                                checkpoint_interval, max_keep_ckpts=-1, hooks=(), extra=''):
+    """A tiny RetinaNet Hiera config (inheriting the repo's) for training subprocesses.
+
+    No random flip or shuffling: runs are deterministic, so tests can compare them. The test's
+    helper module (hooks etc.) is written beside it and imported through ``custom_imports``.
+    """
+    folder = str(folder)
+    with open(os.path.join(folder, helpers_module + '.py'), 'w') as f:
+        f.write(helpers_source)
+    text = f'''
+_base_ = {TINY_RETINANET_BASE!r}
+custom_imports = dict(imports=['hiera_mm', {helpers_module!r}], allow_failed_imports=False)
+data_root = {data_root.rstrip('/') + '/'!r}
+metainfo = dict(classes=('circle', 'triangle', 'rectangle'),
+                palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
+width = 64
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, embed_dim=48, depths=(1, 1, 1, 1),
+                            num_heads=(1, 2, 4, 8)),
+                  drop_path_rate=0.0, init_cfg=None),
+    neck=dict(in_channels=[96, 192, 384], out_channels=width),
+    bbox_head=dict(num_classes=3, in_channels=width, feat_channels=width, stacked_convs=2))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(
+    batch_size=1, num_workers=0, persistent_workers=False, batch_sampler=None,
+    # InfiniteSampler(shuffle=False) gives rank r the indices r, r + world_size, ...
+    sampler=dict(type='InfiniteSampler', shuffle=False),
+    dataset=dict(data_root=data_root, metainfo=metainfo,
+                 ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
+                 filter_cfg=dict(filter_empty_gt=True, min_size=16), pipeline=train_pipeline))
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
+param_scheduler = []
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={max_iters},
+                 val_interval=100000)
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(by_epoch=False, interval={checkpoint_interval}, max_keep_ckpts={max_keep_ckpts}))
+log_processor = dict(by_epoch=False, window_size=1)
+custom_hooks = {list(hooks)!r}
+randomness = dict(seed=0)
+''' + extra
+    path = os.path.join(folder, f'tiny_retinanet_{helpers_module}.py')
+    with open(path, 'w') as f:
+        f.write(text)
+    return path

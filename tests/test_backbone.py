@@ -205,6 +205,21 @@ def test_with_cp_same_outputs_and_gradients():
         assert torch.allclose(a.grad, b.grad, atol=1e-5), n
 
 
+def test_inference_pos_embed_cache_follows_the_weights():
+    model = build('tiny')
+    other = build('tiny')
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        model(x)  # fills the cache for this size
+        model.load_state_dict(other.state_dict())
+        after_load = model(x)
+        assert max_diff(after_load, other(x)) == 0.0
+        model.trunk.pos_embed.add_(torch.randn_like(model.trunk.pos_embed))  # an in-place edit
+        edited = model(x)
+    assert max_diff(edited, [t.detach() for t in model(x)]) < 1e-5  # autograd path: no cache
+    assert max_diff(edited, after_load) > 1e-3
+
+
 def test_drop_path_changes_training_outputs_only():
     model = build('tiny', drop_path_rate=0.5)
     ref = build('tiny')

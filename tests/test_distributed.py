@@ -18,12 +18,11 @@ import subprocess
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, write_tiny_retinanet_config
 
 pytestmark = pytest.mark.slow
 
 DIST_TRAIN = osp.join(ROOT, 'tools', 'dist_train.sh')
-RETINANET = osp.join(ROOT, 'configs', 'retinanet', 'retinanet_hiera-t_fpn_1x_coco.py')
 LR = 0.01
 TOL = 1e-5
 
@@ -102,55 +101,14 @@ def free_port():
 
 
 def write_config(folder, data_root, load_from, hooks):
-    with open(osp.join(folder, 'dist_helpers.py'), 'w') as f:
-        f.write(HELPERS)
-    text = f'''
-_base_ = {RETINANET!r}
-custom_imports = dict(imports=['hiera_mm', 'dist_helpers'], allow_failed_imports=False)
-data_root = {data_root.rstrip('/') + '/'!r}
-metainfo = dict(classes=('circle', 'triangle', 'rectangle'),
-                palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
-width = 64
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dim=48, depths=(1, 1, 1, 1),
-                            num_heads=(1, 2, 4, 8)),
-                  drop_path_rate=0.0, init_cfg=None),
-    neck=dict(in_channels=[96, 192, 384], out_channels=width),
-    bbox_head=dict(num_classes=3, in_channels=width, feat_channels=width, stacked_convs=2))
-train_pipeline = [  # no RandomFlip: nothing random between the runs and the reference
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(64, 64), keep_ratio=True),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(
-    batch_size=1, num_workers=0, persistent_workers=False, batch_sampler=None,
-    # InfiniteSampler(shuffle=False) gives rank r the indices r, r + world_size, ...
-    sampler=dict(type='InfiniteSampler', shuffle=False),
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
-                 filter_cfg=dict(filter_empty_gt=True, min_size=16), pipeline=train_pipeline))
-val_dataloader = None
-val_evaluator = None
-val_cfg = None
-test_dataloader = None
-test_evaluator = None
-test_cfg = None
+    """One SGD step from ``load_from`` (a fixed init shared with the reference), checkpoint after it."""
+    extra = f'''
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
                      optimizer=dict(type='SGD', lr={LR}, momentum=0.9, weight_decay=1e-4))
-param_scheduler = []
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=1, val_interval=100000)
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(by_epoch=False, interval=1, max_keep_ckpts=-1))
-log_processor = dict(by_epoch=False, window_size=1)
-custom_hooks = {list(hooks)!r}
-randomness = dict(seed=0)
 load_from = {str(load_from)!r}
 '''
-    path = osp.join(folder, 'tiny_retinanet_dist.py')
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
+    return write_tiny_retinanet_config(folder, data_root, 'dist_helpers', HELPERS, max_iters=1,
+                                       checkpoint_interval=1, hooks=hooks, extra=extra)
 
 
 def dist_train(cfg, work_dir, timeout=500):

@@ -23,7 +23,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, write_tiny_retinanet_config
 
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 RETINANET = osp.join(ROOT, 'configs', 'retinanet', 'retinanet_hiera-t_fpn_1x_coco.py')
@@ -123,55 +123,10 @@ def toy(tmp_path_factory):
 
 
 def write_config(folder, data_root, max_iters=8, interval=2, max_keep_ckpts=-1, hooks=()):
-    """A tiny RetinaNet Hiera config (inheriting the repo's) plus the test-only helper module."""
-    folder = str(folder)
-    with open(osp.join(folder, 'reliability_helpers.py'), 'w') as f:
-        f.write(HELPERS)
-    text = f'''
-_base_ = {RETINANET!r}
-custom_imports = dict(imports=['hiera_mm', 'reliability_helpers'], allow_failed_imports=False)
-data_root = {data_root.rstrip('/') + '/'!r}
-metainfo = dict(classes=('circle', 'triangle', 'rectangle'),
-                palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
-width = 64
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dim=48, depths=(1, 1, 1, 1),
-                            num_heads=(1, 2, 4, 8)),
-                  drop_path_rate=0.0, init_cfg=None),
-    neck=dict(in_channels=[96, 192, 384], out_channels=width),
-    bbox_head=dict(num_classes=3, in_channels=width, feat_channels=width, stacked_convs=2))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(64, 64), keep_ratio=True),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(
-    batch_size=1, num_workers=0, persistent_workers=False, batch_sampler=None,
-    sampler=dict(type='InfiniteSampler', shuffle=False),
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
-                 filter_cfg=dict(filter_empty_gt=True, min_size=16), pipeline=train_pipeline))
-val_dataloader = None
-val_evaluator = None
-val_cfg = None
-test_dataloader = None
-test_evaluator = None
-test_cfg = None
-param_scheduler = []
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={max_iters},
-                 val_interval=100000)
-default_hooks = dict(
-    logger=dict(interval=1),
-    checkpoint=dict(by_epoch=False, interval={interval}, max_keep_ckpts={max_keep_ckpts}))
-log_processor = dict(by_epoch=False, window_size=1)
-custom_hooks = {list(hooks)!r}
-randomness = dict(seed=0)
-'''
-    path = osp.join(folder, 'tiny_retinanet.py')
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
+    """A tiny RetinaNet Hiera config plus the test-only helper module."""
+    return write_tiny_retinanet_config(folder, data_root, 'reliability_helpers', HELPERS,
+                                       max_iters=max_iters, checkpoint_interval=interval,
+                                       max_keep_ckpts=max_keep_ckpts, hooks=hooks)
 
 
 def env_for(folder):

@@ -79,23 +79,21 @@ def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[
 def max_pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
     """Non-overlapping max pooling of a (..., H, W, C) map: Hiera's query pooling.
 
-    A contiguous map goes through ``max_pool2d`` on its channels-last NCHW view (vectorised, no
-    copy); a strided view (queries sliced out of the qkv projection) is reduced as the maximum of its
-    ``stride**2`` shifted sub-grids, read in place. Both are several times faster on CPU than
-    ``amax`` over two interleaved dimensions.
+    The elementwise maximum of the ``stride**2`` interleaved sub-grids, taken as views: it also
+    reads a strided map (queries sliced out of the qkv projection) in place, is several times
+    faster on CPU than ``amax`` over two interleaved dimensions, and keeps every size an exact
+    quotient, which keeps torch.compile's symbolic shapes simple.
     """
     if stride == 1:
         return x
     *lead, H, W, C = x.shape
-    if x.is_contiguous():
-        y = F.max_pool2d(x.reshape(-1, H, W, C).permute(0, 3, 1, 2), stride)
-        return y.permute(0, 2, 3, 1).reshape(*lead, H // stride, W // stride, C)
-    out = x[..., ::stride, ::stride, :]
+    grid = x.view(-1, H // stride, stride, W // stride, stride, C)
+    out = grid[:, :, 0, :, 0]
     for i in range(stride):
         for j in range(stride):
             if i or j:
-                out = torch.maximum(out, x[..., i::stride, j::stride, :])
-    return out
+                out = torch.maximum(out, grid[:, :, i, :, j])
+    return out.view(*lead, H // stride, W // stride, C)
 
 
 def mean_pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -148,9 +146,10 @@ class PooledAttention(nn.Module):
         x = F.scaled_dot_product_attention(q, k, v)  # (n, heads, hq * wq, head_dim)
         if not self.window:
             return self.proj(x.transpose(1, 2).reshape(n, hq, wq, dim_out))
-        # Merge the heads and undo the window partition in a single copy.
-        Hp, Wp = padded_hw[0] // s, padded_hw[1] // s
-        x = x.view(B, Hp // hq, Wp // wq, heads, hq, wq, self.head_dim).permute(0, 1, 4, 2, 5, 3, 6)
+        # Merge the heads and undo the window partition in a single copy. The window is a plain
+        # int here, not a traced size: simpler symbolic shapes under torch.compile.
+        Hp, Wp, win = padded_hw[0] // s, padded_hw[1] // s, self.window // s
+        x = x.view(B, -1, Wp // win, heads, win, win, self.head_dim).permute(0, 1, 4, 2, 5, 3, 6)
         x = self.proj(x.reshape(B, Hp, Wp, dim_out))
         if (Hp, Wp) != (H // s, W // s):
             x = x[:, :H // s, :W // s].contiguous()
@@ -352,6 +351,7 @@ class Hiera(nn.Module):
         else:
             self.pos_embed_window = None
 
+        self._pos_embed_cache = None  # (key, embedding) of the last inference size
         layout = _block_layout(depths, mask_unit_attn, num_q_pool, window_sizes, global_blocks,
                                attention, pretrain_size // self.patch_stride, mask_unit_size)
         rates = torch.linspace(0, drop_path_rate, num_blocks).tolist()
@@ -365,6 +365,19 @@ class Hiera(nn.Module):
 
     def resized_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Position embedding for a token grid, NHWC (1, h, w, C)."""
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self._resize_pos_embed(grid_hw)
+        # Inference resizes the same embedding for every batch of a size (a bicubic resize, ~2% of
+        # a forward): keep the last result, keyed by the size and the embeddings' storage and
+        # version so that loading or editing the weights invalidates it.
+        key = (tuple(grid_hw),) + tuple(
+            (p.data_ptr(), p._version, p.dtype) for p in (self.pos_embed, self.pos_embed_window)
+            if p is not None)
+        if self._pos_embed_cache is None or self._pos_embed_cache[0] != key:
+            self._pos_embed_cache = (key, self._resize_pos_embed(grid_hw))
+        return self._pos_embed_cache[1]
+
+    def _resize_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         pos = self.pos_embed
         if tuple(pos.shape[-2:]) != tuple(grid_hw):
             pos = F.interpolate(pos, size=grid_hw, mode='bicubic', align_corners=False,
