@@ -87,13 +87,13 @@ def max_pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
     if stride == 1:
         return x
     *lead, H, W, C = x.shape
-    grid = x.view(-1, H // stride, stride, W // stride, stride, C)
-    out = grid[:, :, 0, :, 0]
+    grid = x.view(*lead, H // stride, stride, W // stride, stride, C)
+    out = grid[..., 0, :, 0, :]
     for i in range(stride):
         for j in range(stride):
             if i or j:
-                out = torch.maximum(out, grid[:, :, i, :, j])
-    return out.view(*lead, H // stride, W // stride, C)
+                out = torch.maximum(out, grid[..., i, :, j, :])
+    return out
 
 
 def mean_pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -142,14 +142,16 @@ class PooledAttention(nn.Module):
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         q = max_pool_nhwc(q, s)
         hq, wq, dim_out = q.shape[1:]
-        q, k, v = (t.reshape(n, -1, heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (t.reshape(n, t.shape[1] * t.shape[2], heads, self.head_dim).transpose(1, 2)
+                   for t in (q, k, v))
         x = F.scaled_dot_product_attention(q, k, v)  # (n, heads, hq * wq, head_dim)
         if not self.window:
             return self.proj(x.transpose(1, 2).reshape(n, hq, wq, dim_out))
         # Merge the heads and undo the window partition in a single copy. The window is a plain
         # int here, not a traced size: simpler symbolic shapes under torch.compile.
         Hp, Wp, win = padded_hw[0] // s, padded_hw[1] // s, self.window // s
-        x = x.view(B, -1, Wp // win, heads, win, win, self.head_dim).permute(0, 1, 4, 2, 5, 3, 6)
+        x = x.view(B, Hp // win, Wp // win, heads, win, win, self.head_dim)
+        x = x.permute(0, 1, 4, 2, 5, 3, 6)  # (B, rows, win, cols, win, heads, head_dim)
         x = self.proj(x.reshape(B, Hp, Wp, dim_out))
         if (Hp, Wp) != (H // s, W // s):
             x = x[:, :H // s, :W // s].contiguous()
