@@ -10,9 +10,10 @@ from PIL import Image
 
 from conftest import ROOT
 
-ITERS = 120
-# Calibrated on this 2-core machine (README, "Demo"): an untrained model scores ~0.00.
-BBOX_MAP50_FLOOR = 0.25
+ITERS = 300
+# Calibrated on this 2-core machine (README, "Demo"): an untrained model scores ~0.00, 120
+# iterations 0.46-0.56, the demo's 300 iterations 0.71.
+BBOX_MAP50_FLOOR = 0.45
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ classes = ('circle', 'triangle', 'rectangle')
 metainfo = dict(classes=classes, palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
 num_classes = len(classes)
 image_size = (128, 128)
-max_iters = 120
+max_iters = 300
 batch_size = 4
 
 # Narrower neck and heads (128 channels instead of 256) and fewer RoIs keep a CPU step short.
