@@ -6,6 +6,9 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The normalisation Hiera was trained with (RGB, 0-255 scale), as configs must state it.
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 # No test may reach a model hub; loading code must go through the real cache logic.
 os.environ['HF_HUB_OFFLINE'] = '1'
@@ -47,6 +50,17 @@ def make_hf_checkpoint(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+def iter_dicts(obj):
+    """Every dict in a nested config (dicts, lists and tuples), depth first, the outer one first."""
+    if isinstance(obj, dict):
+        yield obj
+        for value in obj.values():
+            yield from iter_dicts(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from iter_dicts(value)
 
 
 TINY_RETINANET_BASE = os.path.join(ROOT, 'configs', 'retinanet', 'retinanet_hiera-t_fpn_1x_coco.py')

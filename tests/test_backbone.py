@@ -1,5 +1,4 @@
 """HieraBackbone: parity with transformers' Hiera, any size, mmdet conventions, errors."""
-import copy
 
 import pytest
 import torch

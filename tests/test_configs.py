@@ -20,15 +20,14 @@ import torch
 import yaml
 from torch import nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import IMAGENET_MEAN, IMAGENET_STD, ROOT, iter_dicts
+
 CONFIG_DIR = os.path.join(ROOT, 'configs')
 CONFIGS = sorted(
     path for path in glob.glob(os.path.join(CONFIG_DIR, '**', '*.py'), recursive=True)
     if '_base_' not in os.path.relpath(path, CONFIG_DIR).split(os.sep))
 CONFIG_IDS = [os.path.relpath(path, CONFIG_DIR) for path in CONFIGS]
 
-IMAGENET_MEAN = [123.675, 116.28, 103.53]
-IMAGENET_STD = [58.395, 57.12, 57.375]
 SYNC_NORMS = {'SyncBN', 'MMSyncBN', 'TorchSyncBN', 'NaiveSyncBN'}
 # size code in a config name -> HieraBackbone arch (also the size in SAM 2.1 file names)
 SIZES = {'t': 'tiny', 's': 'small', 'b': 'base', 'b-plus': 'base_plus', 'l': 'large',
@@ -71,16 +70,6 @@ def expected_backbone(config_path):
     if 'lsj' in name:
         return size, f'hf://facebook/hiera-{hub}-224-mae-hf'
     return size, f'hf://facebook/hiera-{hub}-224-hf'
-
-
-def iter_dicts(obj):
-    if isinstance(obj, dict):
-        yield obj
-        for value in obj.values():
-            yield from iter_dicts(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            yield from iter_dicts(value)
 
 
 def shrink(cfg):

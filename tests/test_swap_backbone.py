@@ -8,14 +8,12 @@ has one block per Hiera stage, no pretrained weights (the detector's own init on
 transformer heads) and fewer queries / transformer layers / sampled RoIs / head convs.
 """
 import math
-import os
 
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGENET_MEAN = [123.675, 116.28, 103.53]
-IMAGENET_STD = [58.395, 57.12, 57.375]
+from conftest import IMAGENET_MEAN, IMAGENET_STD, iter_dicts
+
 TINY_CHANNELS = [96, 192, 384, 768]
 # small images (two 32-pixel mask units a side): the loss step costs little even for two-stage
 # detectors on 2 shared CPU cores
@@ -80,16 +78,6 @@ def load(text, tmp_path, name='swapped.py'):
     path = tmp_path / name
     path.write_text(text)
     return Config.fromfile(str(path))
-
-
-def iter_dicts(obj):
-    if isinstance(obj, dict):
-        yield obj
-        for value in obj.values():
-            yield from iter_dicts(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            yield from iter_dicts(value)
 
 
 def shrink(cfg):

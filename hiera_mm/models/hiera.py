@@ -19,7 +19,6 @@ This file imports nothing but torch, so it runs without the OpenMMLab stack (e.g
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
