@@ -1,18 +1,36 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (the whole suite).
 # Both run the idempotent set-up first; it compiles mmcv only on a machine that never built it.
 PY := .venv/bin/python
+PY_OLDEST := .venv-oldest/bin/python
 export OMP_NUM_THREADS ?= 2
+# What runs again in .venv-oldest (torch 2.1.2, mmengine 0.10.0, transformers 4.44.0): the model
+# and its parity, checkpoints, layer decay, configs, swap, stock launchers, the torch-only core.
+OLDEST_TESTS := tests/test_backbone.py tests/test_checkpoints.py tests/test_layer_decay.py \
+	tests/test_configs.py tests/test_swap_backbone.py tests/test_stock_tools.py \
+	tests/test_core_standalone.py
 
-.PHONY: setup demo test test-quick
-setup:
-	bash tools/setup_env.sh
+.PHONY: setup setup-main setup-oldest demo test test-main test-oldest test-quick
+setup: setup-main setup-oldest
+setup-main:
+	bash tools/setup_env.sh main
+setup-oldest:
+	bash tools/setup_env.sh oldest
 
-demo: setup
+demo: setup-main
 	$(PY) tools/run_demo.py
 
+# The whole suite in the main stack, then the floors' subset in .venv-oldest (which holds the
+# requirements only; the checkout comes from PYTHONPATH).
 test: setup
 	$(PY) -m pytest tests -ra
+	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) -ra
 
-# Development subset: everything but the slow end-to-end tests.
-test-quick: setup
+test-main: setup-main
+	$(PY) -m pytest tests -ra
+
+test-oldest: setup-oldest
+	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) -ra
+
+# Development subset: everything but the slow end-to-end tests, main stack only.
+test-quick: setup-main
 	$(PY) -m pytest tests -ra -m "not slow"

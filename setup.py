@@ -1,36 +1,63 @@
-"""hiera_mm: Hiera as a detection backbone for MMDetection 3.x.
+"""hiera_mm: Hiera (Ryali et al., ICML 2023) as a detection backbone for MMDetection 3.x.
 
-The pins below are the versions known to work together (see README, "Install"). mmcv must be
-built with its compiled ops against the installed torch; ``make setup`` (tools/setup_env.sh)
-does that once per machine and installs the cached wheel before this package, so pip never
-starts an isolated mmcv build of its own.
+The core (the model and the checkpoint code) needs torch only; each framework's integration is
+an extra, so that a user of one framework installs nothing of another:
+
+    pip install 'hiera_mm[mmdet]'    # into an environment that has torch and mmcv 2.1.0
+
+Every range below is one whose ends a test run exercised: the lower ends in ``.venv-oldest``,
+the upper ones (exclusive, at the next minor release) in ``.venv`` (tools/setup_env.sh, README
+"Tested with"). The configs ship inside the package, under ``hiera_mm/.mim/configs`` where
+mmengine looks for a package's configs.
 """
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+class BuildPyWithConfigs(build_py):
+    """Copy ``configs/`` into the built package as ``hiera_mm/.mim/configs`` (wheels, sdists'
+    builds). An editable install reads them from the checkout (``hiera_mm.configs``)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        target = os.path.join(self.build_lib, 'hiera_mm', '.mim', 'configs')
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(os.path.join(ROOT, 'configs'), target,
+                        ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+
 
 setup(
     name='hiera_mm',
-    version='0.1.0',
+    version='0.2.0',
     description='Hiera (Ryali et al., ICML 2023) as a detection backbone for MMDetection 3.x',
-    long_description=open('README.md', encoding='utf-8').read(),
+    long_description=open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['hiera_mm', 'hiera_mm.*']),
+    cmdclass={'build_py': BuildPyWithConfigs},
     python_requires='>=3.9',
     install_requires=[
-        'torch>=2.1',
-        'mmengine==0.10.7',
-        'mmcv>=2.0.0rc4,<2.2.0',
-        'mmdet==3.3.0',
-        'transformers>=4.44,<6',
+        'torch>=2.1.2,<2.15',
         'huggingface_hub>=0.23',
         'safetensors>=0.4',
-        'pycocotools>=2.0.7',
-        'setuptools<82',  # mmcv and mmengine's `mmdet::` config bases import pkg_resources
-        'numpy',
-        'pillow',
     ],
     extras_require={
+        'mmdet': [
+            'mmengine>=0.10.0,<0.11',
+            'mmcv>=2.1.0,<2.2',
+            'mmdet>=3.3.0,<3.4',
+            'pycocotools>=2.0.7',
+            'setuptools<82',  # mmcv and mmengine's `mmdet::` config bases import pkg_resources
+        ],
         'tests': [
+            'transformers>=4.44.0,<5.25',  # the reference for numerical parity
             'pytest>=8',
             'pytest-timeout',
             'timm>=1.0',

@@ -1,15 +1,34 @@
-"""hiera_mm: Hiera as a detection backbone for MMDetection 3.x.
+"""hiera_mm: Hiera (Ryali et al., ICML 2023) as a detection and segmentation backbone.
 
-Importing the package registers everything into mmdet's registries: ``HieraBackbone`` (MODELS)
-and ``HieraLayerDecayOptimizerConstructor`` (OPTIM_WRAPPER_CONSTRUCTORS); it also applies the
-narrowly scoped stack fixes of ``hiera_mm.compat``. Configs say
-``custom_imports = dict(imports=['hiera_mm'], allow_failed_imports=False)``.
+The core is plain torch: the model (``hiera_mm.models``) and the checkpoint code
+(``hiera_mm.checkpoints``). Each framework has its own integration package, imported only by
+that framework's users:
 
-The Hiera model alone (plain torch) is ``hiera_mm/models/hiera.py``.
+* ``hiera_mm.mmdet``: registers ``HieraBackbone``, the layer-decay optimizer constructor and the
+  hooks into MMDetection's registries. Configs say
+  ``custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)``.
+
+Configs written for earlier releases name ``hiera_mm`` itself in ``custom_imports``; they keep
+working because importing this package from a process that has already loaded mmengine or mmdet
+(as mmengine's config loader has) registers the mmdet integration too. Elsewhere, importing
+``hiera_mm`` imports nothing beyond torch.
 """
-from . import compat  # noqa: F401  (first: the fixes must be in place before training starts)
-from .engine import HieraLayerDecayOptimizerConstructor
-from .models import HieraBackbone
+import importlib.util
+import sys
 
-__version__ = '0.1.0'
-__all__ = ['HieraBackbone', 'HieraLayerDecayOptimizerConstructor', '__version__']
+__version__ = '0.2.0'
+__all__ = ['__version__']
+
+
+def _register_with_loaded_mm_stack() -> None:
+    if not ({'mmengine', 'mmdet'} & sys.modules.keys()):
+        return
+    try:
+        mmdet_installed = importlib.util.find_spec('mmdet') is not None
+    except (ImportError, ValueError):  # blocked or half-imported: treat as absent
+        mmdet_installed = False
+    if mmdet_installed:
+        from . import mmdet  # noqa: F401  (errors surface: a broken mm stack must not go unnoticed)
+
+
+_register_with_loaded_mm_stack()

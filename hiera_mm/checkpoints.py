@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import urllib.parse
 from typing import Optional
 
 import torch
@@ -107,13 +108,31 @@ def _read_torch(path: str) -> dict:
                               f'{err}); it may be truncated or corrupt: download it again') from err
 
 
+def _read_url(url: str) -> dict:
+    """An http(s) file, downloaded once into torch.hub's cache ($TORCH_HOME/hub/checkpoints)."""
+    import torch.hub
+    name = os.path.basename(urllib.parse.urlparse(url).path) or 'checkpoint.pth'
+    path = os.path.join(torch.hub.get_dir(), 'checkpoints', name)
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.hub.download_url_to_file(url, path)
+    return _read_safetensors(path) if name.endswith('.safetensors') else _read_torch(path)
+
+
 def read_state_dict(source: str) -> dict:
     """Tensors of a checkpoint given as ``hf://org/name[@rev]``, a folder, a file or a URL."""
     source = os.fspath(source)
     if source.startswith(HF_PREFIX):
         return _read_folder(_download_hf(source[len(HF_PREFIX):]))
-    if re.match(r'^[a-z0-9+]+://', source):  # http(s)://, s3://, ...: mmengine's loaders
-        from mmengine.runner import CheckpointLoader
+    if re.match(r'^https?://', source):
+        return _read_url(source)
+    if re.match(r'^[a-z0-9+]+://', source):  # s3://, ...: the storage backends of mmengine
+        try:
+            from mmengine.runner import CheckpointLoader
+        except ImportError as err:
+            raise CheckpointError(f"'{source}': reading this scheme needs mmengine's storage "
+                                  'backends; install mmengine or copy the file to a local '
+                                  'path') from err
         return CheckpointLoader.load_checkpoint(source, map_location='cpu')
     if os.path.isdir(source):
         return _read_folder(source)

@@ -63,6 +63,8 @@ def iter_dicts(obj):
             yield from iter_dicts(value)
 
 
+# The custom hooks every hiera_mm config declares.
+RUN_HOOKS = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
 TINY_RETINANET_BASE = os.path.join(ROOT, 'configs', 'retinanet', 'retinanet_hiera-t_fpn_1x_coco.py')
 
 
@@ -78,7 +80,7 @@ def write_tiny_retinanet_config(folder, data_root, helpers_module, helpers_sourc
         f.write(helpers_source)
     text = f'''
 _base_ = {TINY_RETINANET_BASE!r}
-custom_imports = dict(imports=['hiera_mm', {helpers_module!r}], allow_failed_imports=False)
+custom_imports = dict(imports=['hiera_mm.mmdet', {helpers_module!r}], allow_failed_imports=False)
 data_root = {data_root.rstrip('/') + '/'!r}
 metainfo = dict(classes=('circle', 'triangle', 'rectangle'),
                 palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
@@ -115,7 +117,7 @@ default_hooks = dict(
     logger=dict(interval=1),
     checkpoint=dict(by_epoch=False, interval={checkpoint_interval}, max_keep_ckpts={max_keep_ckpts}))
 log_processor = dict(by_epoch=False, window_size=1)
-custom_hooks = {list(hooks)!r}
+custom_hooks = {RUN_HOOKS + list(hooks)!r}  # the base's, then the test's
 randomness = dict(seed=0)
 ''' + extra
     path = os.path.join(folder, f'tiny_retinanet_{helpers_module}.py')

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import hiera_mm  # noqa: F401  (registers HieraBackbone)
+import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
 from hiera_mm.checkpoints import CheckpointError
 from hiera_mm.models.hiera import ARCH_SETTINGS
 from conftest import randomize_

@@ -4,7 +4,7 @@ fixed canvas (BatchFixedSizePad, as the LSJ configs use) they do not."""
 import torch
 from mmengine.structures import InstanceData
 
-import hiera_mm  # noqa: F401
+import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 

@@ -127,14 +127,17 @@ def test_config(config_path):
     from mmdet.structures import DetDataSample
     from mmdet.utils import register_all_modules
 
-    import hiera_mm  # noqa: F401  (registers HieraBackbone and the layer-decay constructor)
+    import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
 
     register_all_modules()  # default scope 'mmdet', as the runner sets from the config
     cfg = Config.fromfile(config_path)
 
     # ---- what every config must state ------------------------------------------------------
     imports = cfg.get('custom_imports', {})
-    assert 'hiera_mm' in imports.get('imports', []), 'custom_imports must import hiera_mm'
+    assert 'hiera_mm.mmdet' in imports.get('imports', []), 'custom_imports must import hiera_mm.mmdet'
+    # every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets the same hooks from here
+    assert [h['type'] for h in cfg.custom_hooks][-2:] == ['FiniteLossHook', 'TrustRunCheckpointsHook']
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert imports.get('allow_failed_imports') is False, 'a failed hiera_mm import must be fatal'
 
     pre = cfg.model.data_preprocessor

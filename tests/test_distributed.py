@@ -1,5 +1,5 @@
 """Two-process training on the CPU (``tools/dist_train.sh CONFIG 2``: torchrun, gloo, mmengine's
-``pytorch`` launcher made CPU-capable by ``hiera_mm.compat.prepare_distributed``).
+``pytorch`` launcher made CPU-capable by ``hiera_mm.mmdet.compat.prepare_distributed``).
 
 One SGD step of a tiny RetinaNet Hiera on two toy images, one per process, must give the weights
 of one step with the average of the two images' gradients, computed here in a single process from
@@ -142,7 +142,7 @@ def setup(tmp_path_factory):
     from make_toy_coco import make_toy_coco
     from mmengine.config import Config
 
-    import hiera_mm  # noqa: F401
+    import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
@@ -209,7 +209,7 @@ def test_two_processes_average_gradients_and_rank0_saves(setup, tmp_path):
     # exactly one checkpoint, written once, by rank 0
     assert sorted(f for f in os.listdir(work) if f.endswith('.pth')) == ['iter_1.pth']
     puts0 = read_jsonl(work / 'puts_rank0.jsonl')
-    # (tools/train.py's AtomicCheckpointHook writes iter_1.pth.tmp, then renames it)
+    # (the config's AtomicCheckpointHook writes iter_1.pth.tmp, then renames it)
     assert [p['path'] for p in puts0] == [str(work / 'iter_1.pth.tmp')]
     assert not osp.exists(work / 'puts_rank1.jsonl'), read_jsonl(work / 'puts_rank1.jsonl')
     with open(work / 'last_checkpoint') as f:

@@ -15,7 +15,7 @@ from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 
 from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
-from hiera_mm.engine.layer_decay import (HieraLayerDecayOptimizerConstructor,
+from hiera_mm.mmdet.layer_decay import (HieraLayerDecayOptimizerConstructor,
                                          get_hiera_layer_id)
 
 DIM = 8

@@ -69,7 +69,7 @@ def quiet_mmengine_logger():
 
 
 def swap(config, arch='tiny', **kwargs):
-    from hiera_mm.swap import swap_backbone
+    from hiera_mm.mmdet.swap import swap_backbone
     return swap_backbone(config, arch, **kwargs)
 
 
@@ -124,7 +124,7 @@ def test_swapped_config_trains(config, needs, stages, tmp_path):
     from mmdet.testing import demo_mm_inputs
     from mmdet.utils import register_all_modules
 
-    import hiera_mm  # noqa: F401
+    import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
 
     register_all_modules()
     text = swap(f'mmdet::{config}')
@@ -134,7 +134,8 @@ def test_swapped_config_trains(config, needs, stages, tmp_path):
     cfg = load(text, tmp_path)
 
     # ---- what the swap states ------------------------------------------------------------------
-    assert cfg.custom_imports.imports[-1] == 'hiera_mm'
+    assert cfg.custom_imports.imports[-1] == 'hiera_mm.mmdet'
+    assert [h['type'] for h in cfg.custom_hooks][-2:] == ['FiniteLossHook', 'TrustRunCheckpointsHook']
     assert cfg.custom_imports.allow_failed_imports is False
     backbone = cfg.model.backbone
     assert backbone.type == 'HieraBackbone' and backbone.arch == 'tiny'

@@ -17,17 +17,19 @@ CFG_OPTIONS_HELP = (
 
 
 def import_hiera_mm():
-    """Import ``hiera_mm`` so its modules register into mmdet's registries.
+    """Import ``hiera_mm.mmdet`` so its modules register into mmdet's registries.
 
     Works from a plain checkout too (the repository root is put on ``sys.path`` when the package
-    is not installed). Configs may still list ``custom_imports``; importing twice is harmless.
+    is not installed). Configs still list it in ``custom_imports``; importing twice is harmless.
     """
     try:
-        import hiera_mm  # noqa: F401
-    except ImportError:
+        import hiera_mm.mmdet  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name not in ('hiera_mm', 'hiera_mm.mmdet'):
+            raise
         if REPO_ROOT not in sys.path:
             sys.path.insert(0, REPO_ROOT)
-        import hiera_mm  # noqa: F401
+        import hiera_mm.mmdet  # noqa: F401
     return sys.modules['hiera_mm']
 
 

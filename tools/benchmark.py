@@ -127,9 +127,14 @@ def have_mmdet() -> bool:
 
 
 def load_hiera_module(path: str | None = None):
-    """``hiera_mm/models/hiera.py`` (or another copy of it at ``path``) as a standalone module:
-    plain torch, none of the OpenMMLab imports of the ``hiera_mm`` package."""
+    """``hiera_mm.models.hiera`` (plain torch, importable without the OpenMMLab stack), or another
+    copy of that file at ``path`` (e.g. an older revision, to compare) as a standalone module."""
     path = osp.abspath(path or HIERA_FILE)
+    if path == HIERA_FILE:
+        if REPO_ROOT not in sys.path:
+            sys.path.insert(0, REPO_ROOT)
+        import hiera_mm.models.hiera
+        return hiera_mm.models.hiera
     name = 'hiera_mm_standalone_hiera'
     if path != HIERA_FILE:
         name += '_' + ''.join(c if c.isalnum() else '_' for c in path)
@@ -142,13 +147,10 @@ def load_hiera_module(path: str | None = None):
 
 
 def import_hiera_mm():
-    """``import hiera_mm`` (registers HieraBackbone in mmdet), from a plain checkout too."""
-    try:
-        import hiera_mm  # noqa: F401
-    except ImportError:
-        if REPO_ROOT not in sys.path:
-            sys.path.insert(0, REPO_ROOT)
-        import hiera_mm  # noqa: F401
+    """``import hiera_mm.mmdet`` (registers HieraBackbone in mmdet), from a plain checkout too."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+    import hiera_mm.mmdet  # noqa: F401
     return sys.modules['hiera_mm']
 
 
@@ -288,7 +290,7 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
         attention, global_blocks = HIERA_CONTENDERS[name]
         if args.mm_backbone:
             import_hiera_mm()
-            from hiera_mm.models.backbone import HieraBackbone
+            from hiera_mm.mmdet.backbone import HieraBackbone
             model = HieraBackbone(arch=args.arch, attention=attention,
                                   global_blocks=global_blocks, with_cp=with_cp)
             init_quietly(model)

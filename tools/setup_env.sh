@@ -1,23 +1,48 @@
 #!/usr/bin/env bash
-# Build the hiera_mm environment in ./.venv (idempotent; a second run takes seconds).
+# Build one of hiera_mm's test environments (idempotent; a second run takes seconds).
 #
-# The stack is pinned because its pieces only fit together at these versions (see README, "Install"):
-#   torch 2.14.1 + torchvision 0.29.1 (the pair that imports together; timm / sam2 need torchvision),
-#   mmcv 2.1.0 built from source with its ops (mmdet 3.3.0 refuses mmcv >= 2.2),
-#   setuptools < 82 (mmcv's setup.py and mmengine's `mmdet::` config bases use pkg_resources).
-# mmcv has no wheels for this torch: it is compiled once per machine and cached under
-# $HIERA_MM_CACHE (default ~/.cache/hiera_mm), keyed by python, torch and mmcv version, so a fresh
-# clone (CI, a second checkout) reuses it instead of compiling for 16+ minutes again.
+#   bash tools/setup_env.sh            the main stack in ./.venv
+#   bash tools/setup_env.sh oldest     the tested floors in ./.venv-oldest (what most MMDetection
+#                                      users have: torch 2.1 with mmcv 2.1.0)
+#
+# Each stack is pinned by a constraints file written below; setup.py holds the supported ranges,
+# whose ends these two stacks are (README, "Tested with").
+# mmcv has no wheels for these torch builds here: it is compiled once per machine and torch version
+# and cached under $HIERA_MM_CACHE (default ~/.cache/hiera_mm), keyed by python, torch, mmcv and
+# ops flavour, so a fresh clone (CI, a second checkout) reuses it instead of compiling again.
 set -euo pipefail
 
+PROFILE="${1:-main}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${HIERA_MM_VENV:-$ROOT/.venv}"
 CACHE="${HIERA_MM_CACHE:-$HOME/.cache/hiera_mm}"
-TORCH_VERSION=2.14.1
-TORCHVISION_VERSION=0.29.1
 MMCV_VERSION=2.1.0
 
-log() { echo "[setup_env] $*"; }
+case "$PROFILE" in
+main)
+    VENV="${HIERA_MM_VENV:-$ROOT/.venv}"
+    TORCH_VERSION=2.14.1
+    TORCHVISION_VERSION=0.29.1
+    # torch >= 2.14 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17 after any CXXFLAGS.
+    MMCV_CXX_STD=c++20
+    STACK_PINS=(mmengine==0.10.7 mmdet==3.3.0 transformers==5.24.0)
+    EXTRAS='mmdet,tests'
+    ;;
+oldest)
+    VENV="${HIERA_MM_OLDEST_VENV:-$ROOT/.venv-oldest}"
+    TORCH_VERSION=2.1.2
+    TORCHVISION_VERSION=0.16.2
+    MMCV_CXX_STD=c++17  # mmcv's own flag; torch 2.1 was its newest torch
+    # torch 2.1 was built against numpy 1.x; opencv-python >= 4.11 needs numpy 2.
+    STACK_PINS=(mmengine==0.10.0 mmdet==3.3.0 transformers==4.44.0 'numpy<2' 'opencv-python<4.11')
+    EXTRAS='mmdet,tests'
+    ;;
+*)
+    echo "usage: $0 [main|oldest]" >&2
+    exit 2
+    ;;
+esac
+
+log() { echo "[setup_env:$PROFILE] $*"; }
 
 if [ ! -x "$VENV/bin/python" ]; then
     log "creating virtual environment $VENV"
@@ -26,19 +51,22 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check -q)
 
-# Constraints keep every later install (mmdet, timm, ...) from swapping torch under the compiled mmcv.
+# Constraints keep every later install (mmdet, timm, ...) from swapping torch under the compiled
+# mmcv, and hold the stack at the versions this environment tests.
 CONSTRAINTS="$VENV/hiera_mm-constraints.txt"
-cat > "$CONSTRAINTS" <<CONS
-torch==$TORCH_VERSION
-torchvision==$TORCHVISION_VERSION
-mmcv==$MMCV_VERSION
-setuptools<82
-CONS
+{
+    echo "torch==$TORCH_VERSION"
+    echo "torchvision==$TORCHVISION_VERSION"
+    echo "mmcv==$MMCV_VERSION"
+    echo "setuptools<82"  # mmcv's setup.py and mmengine's `mmdet::` bases import pkg_resources
+    printf '%s\n' "${STACK_PINS[@]}"
+} > "$CONSTRAINTS"
 
 if ! "$PY" -c "import torch, torchvision, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
     log "installing torch $TORCH_VERSION and torchvision $TORCHVISION_VERSION"
     "${PIP[@]}" install -c "$CONSTRAINTS" "pip>=24" "setuptools<82" wheel ninja
-    "${PIP[@]}" install -c "$CONSTRAINTS" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+    "${PIP[@]}" install -c "$CONSTRAINTS" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
+        $( [ "$PROFILE" = oldest ] && echo 'numpy<2' )
 fi
 
 mmcv_ok() { "$PY" -c "import mmcv, mmcv.ops, mmcv._ext; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; }
@@ -53,13 +81,14 @@ if ! mmcv_ok; then
     exec 9>"$WHEEL_DIR.lock"
     flock 9
     if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
-        log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VERSION (about 16 min on 2 cores, once per machine)"
+        log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VERSION (10-30 min on 2 cores, once per machine)"
         SRC="$(mktemp -d)"
         "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation -d "$SRC" "mmcv==$MMCV_VERSION"
         tar -xzf "$SRC"/mmcv-*.tar.gz -C "$SRC"
         cd "$SRC/mmcv-$MMCV_VERSION"
-        # torch >= 2.14 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17 after any CXXFLAGS.
-        sed -i 's/-std=c++17/-std=c++20/g' setup.py
+        sed -i "s/-std=c++17/-std=$MMCV_CXX_STD/g" setup.py
+        # --no-cache-dir: pip's wheel cache keys mmcv by version only and would hand this build to
+        # another torch.
         MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
             "$PY" -m pip --disable-pip-version-check wheel --no-deps --no-build-isolation --no-cache-dir \
             -w "$SRC/dist" . > "$WHEEL_DIR.build.log" 2>&1 \
@@ -74,19 +103,43 @@ if ! mmcv_ok; then
 fi
 
 # mmcv is already in place, so pip resolves it as satisfied and never builds it in isolation.
-# Skipped when this checkout is installed already and setup.py did not change.
+# The main environment holds hiera_mm as an editable install. The oldest one holds only its
+# requirements (the tests put the checkout on PYTHONPATH), so that the wheel test can layer an
+# environment on it and install the built wheel as a user would.
+# Skipped when nothing changed since the last run.
 STAMP="$VENV/hiera_mm-installed.txt"
-WANT="$ROOT $(sha256sum "$ROOT/setup.py" | cut -c1-16)"
+WANT="$ROOT $(cat "$ROOT/setup.py" "$CONSTRAINTS" | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! "$PY" -c "
 import importlib.util, sys
-sys.exit(any(importlib.util.find_spec(m) is None for m in ('hiera_mm', 'mmdet', 'transformers', 'pytest', 'timm')))" 2>/dev/null; then
-    "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[tests]"
+sys.exit(any(importlib.util.find_spec(m) is None for m in ('mmdet', 'transformers', 'pytest', 'timm')))" 2>/dev/null; then
+    if [ "$PROFILE" = main ]; then
+        "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[$EXTRAS]"
+    else
+        REQS="$("$PY" - "$ROOT" "$EXTRAS" <<'EOF'
+import ast, sys
+# install_requires and the named extras of setup.py, read without running it
+root, extras = sys.argv[1], sys.argv[2].split(',')
+tree = ast.parse(open(f'{root}/setup.py').read())
+kw = {k.arg: k.value for n in ast.walk(tree) if isinstance(n, ast.Call)
+      and getattr(n.func, 'id', '') == 'setup' for k in n.keywords}
+reqs = ast.literal_eval(kw['install_requires'])
+extra = ast.literal_eval(kw['extras_require'])
+print('\n'.join(reqs + [r for e in extras for r in extra[e]]))
+EOF
+)"
+        mapfile -t REQ_LIST <<< "$REQS"
+        "${PIP[@]}" install -c "$CONSTRAINTS" "${REQ_LIST[@]}"
+    fi
     echo "$WANT" > "$STAMP"
 fi
-# SAM2 is a test-only reference. Its sdist builds CUDA code and would pull a new torch by default,
-# hence no deps (its small pure-python needs come with the tests extra) and no CUDA build.
-if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('sam2') is None)" 2>/dev/null; then
-    SAM2_BUILD_CUDA=0 "${PIP[@]}" install -c "$CONSTRAINTS" --no-deps --no-build-isolation sam2==1.1.0
+if [ "$PROFILE" = main ]; then
+    # SAM2 is a test-only reference (it needs torch >= 2.5.1, so only here). Its sdist builds CUDA
+    # code and would pull a new torch by default, hence no deps (its small pure-python needs come
+    # with the tests extra) and no CUDA build.
+    if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('sam2') is None)" 2>/dev/null; then
+        SAM2_BUILD_CUDA=0 "${PIP[@]}" install -c "$CONSTRAINTS" --no-deps --no-build-isolation sam2==1.1.0
+    fi
 fi
-"$PY" -c "import hiera_mm, mmcv.ops" || { log "hiera_mm or mmcv.ops does not import after set-up (see above)"; exit 1; }
+PYTHONPATH="$ROOT" "$PY" -c "import hiera_mm.mmdet, mmcv.ops" \
+    || { log "hiera_mm.mmdet or mmcv.ops does not import after set-up (see above)"; exit 1; }
 log "environment ready: $VENV"

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    from hiera_mm.swap import plan_swap
+    from hiera_mm.mmdet.swap import plan_swap
 
     try:
         plan = plan_swap(args.config, args.arch, checkpoint=args.checkpoint,

@@ -18,7 +18,7 @@ from _common import (add_common_args, build_runner, finish_args,  # noqa: E402
                      import_hiera_mm, limit_dynamo_recompiles, load_config)
 
 import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
-from hiera_mm.compat import setup_runtime  # noqa: E402
+from hiera_mm.mmdet.compat import prepare_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -101,7 +101,7 @@ def main(argv=None):
     args = parse_args(argv)
     limit_dynamo_recompiles()
     cfg = config_from_args(args)
-    setup_runtime(cfg, args.launcher)
+    prepare_distributed(cfg, args.launcher)
     runner = build_runner(cfg)
     if args.out is not None:
         add_dump_metric(runner, args.out)

@@ -6,7 +6,9 @@
                           [--launcher {none,pytorch,slurm,mpi}]
 
 ``--resume`` alone resumes from the latest checkpoint in the work dir; ``--resume PATH`` resumes
-from PATH. Several processes: ``tools/dist_train.sh CONFIG N``.
+from PATH. Several processes: ``tools/dist_train.sh CONFIG N``. The hooks a run needs come from
+the config (hiera_mm's configs declare them), so mmdet's own tools/train.py, ``mim train`` and
+``Runner.from_cfg`` give the same run; this script adds only what a command line must do.
 """
 import logging
 import os.path as osp
@@ -17,8 +19,7 @@ from _common import (add_common_args, build_runner, finish_args,  # noqa: E402
                      import_hiera_mm, limit_dynamo_recompiles, load_config)
 
 import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
-from hiera_mm.compat import setup_runtime  # noqa: E402
-from hiera_mm.engine.hooks import use_atomic_checkpoint_hook  # noqa: E402
+from hiera_mm.mmdet.compat import prepare_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -66,12 +67,6 @@ def config_from_args(args):
         enable_amp(cfg)
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
-    # Stop at a NaN / infinite loss before a checkpoint of the diverged model is written.
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    if not any(h.get('type') == 'FiniteLossHook' for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='FiniteLossHook')]
-    # mmengine's CheckpointHook can leave no complete checkpoint after a kill or power loss.
-    use_atomic_checkpoint_hook(cfg)
     # An explicit checkpoint wins over auto-resume from the work dir.
     if args.resume == 'auto':
         cfg.resume = True
@@ -86,7 +81,7 @@ def main(argv=None):
     args = parse_args(argv)
     limit_dynamo_recompiles()
     cfg = config_from_args(args)
-    setup_runtime(cfg, args.launcher)
+    prepare_distributed(cfg, args.launcher)
     runner = build_runner(cfg)
     runner.train()
     return runner

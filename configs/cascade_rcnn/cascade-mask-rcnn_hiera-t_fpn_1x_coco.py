@@ -2,7 +2,10 @@
 # AdamW as in mmdet's Swin configs (lr 1e-4, wd 0.05).
 _base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py'
 
-custom_imports = dict(imports=['hiera_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
+# Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained = 'hf://facebook/hiera-tiny-224-hf'
 

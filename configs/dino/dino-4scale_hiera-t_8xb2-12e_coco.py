@@ -1,7 +1,10 @@
 # DINO (4 scales) with a Hiera-T backbone (IN1K-finetuned weights), 12 epochs, 8 GPUs x 2 images.
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 
-custom_imports = dict(imports=['hiera_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
+# Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained = 'hf://facebook/hiera-tiny-224-hf'
 

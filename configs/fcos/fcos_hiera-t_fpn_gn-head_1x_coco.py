@@ -1,7 +1,10 @@
 # FCOS (GN head) + FPN with a Hiera-T backbone (IN1K-finetuned weights), 1x schedule, AdamW.
 _base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py'
 
-custom_imports = dict(imports=['hiera_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
+# Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained = 'hf://facebook/hiera-tiny-224-hf'
 

@@ -3,7 +3,10 @@
 # `ms-crop-3x` config, which this config inherits (pipeline, schedule, AdamW).
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 
-custom_imports = dict(imports=['hiera_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
+# Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained = 'hf://facebook/hiera-tiny-224-hf'
 

@@ -4,7 +4,10 @@
 # would reject): out_indices=(1, 2, 3) and start_level=0.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 
-custom_imports = dict(imports=['hiera_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
+# Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained = 'hf://facebook/hiera-tiny-224-hf'
 

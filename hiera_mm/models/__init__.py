@@ -1,3 +1,4 @@
-from .backbone import HieraBackbone
+"""The Hiera model in plain torch (no framework imports)."""
+from .hiera import ARCH_SETTINGS, ATTENTION_MODES, Hiera, build_hiera
 
-__all__ = ['HieraBackbone']
+__all__ = ['ARCH_SETTINGS', 'ATTENTION_MODES', 'Hiera', 'build_hiera']

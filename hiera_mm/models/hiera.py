@@ -64,6 +64,13 @@ ARCH_SETTINGS['abswin_base'] = dict(_ABSWIN, depths=(2, 3, 16, 3), pos_embed_siz
 ATTENTION_MODES = ('exact', 'windowed')
 
 
+def _is_compiling() -> bool:
+    """Whether torch.compile is tracing (``torch.compiler.is_compiling`` arrived in torch 2.3)."""
+    if hasattr(torch.compiler, 'is_compiling'):
+        return torch.compiler.is_compiling()
+    return torch._dynamo.is_compiling()
+
+
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """(B, H, W, C) -> (B * num_windows, window, window, C), zero-padding H and W up to the window."""
     B, H, W, C = x.shape
@@ -366,7 +373,7 @@ class Hiera(nn.Module):
 
     def resized_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Position embedding for a token grid, NHWC (1, h, w, C)."""
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled() or _is_compiling():
             return self._resize_pos_embed(grid_hw)
         # Inference resizes the same embedding for every batch of a size (a bicubic resize, ~2% of
         # a forward): keep the last result, keyed by the size and the embeddings' storage and

@@ -4,7 +4,11 @@
 (a path or an ``mmdet::`` string) and which states only what differs; ``tools/swap_backbone.py``
 is the command line around it. What the new config changes, and the rules behind it:
 
-* ``custom_imports``: ``hiera_mm`` is added (imports of the base kept), failures are fatal.
+* ``custom_imports``: ``hiera_mm.mmdet`` is added (imports of the base kept), failures are fatal.
+* Hooks, so that every launcher gives the same run: ``FiniteLossHook`` and
+  ``TrustRunCheckpointsHook`` join the base's ``custom_hooks`` (written in full, the base's
+  first); ``default_hooks.checkpoint`` becomes ``AtomicCheckpointHook`` (same options) where the
+  base uses mmengine's ``CheckpointHook``.
 * ``model.backbone``: replaced (``_delete_=True``) by ``HieraBackbone`` of the chosen arch, with
   the pretrained weights of the arch (``hf://facebook/hiera-<size>-224-hf``; SAM2 trunks and
   timm's abswin models need an explicit checkpoint) and a drop-path rate per size (tiny 0.1,
@@ -57,7 +61,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .models.hiera import ARCH_SETTINGS
+from ..models.hiera import ARCH_SETTINGS
 
 __all__ = ['swap_backbone', 'plan_swap', 'SwapPlan', 'HUB_CHECKPOINTS', 'DEFAULT_DROP_PATH',
            'LR_RULE']
@@ -69,6 +73,9 @@ DEFAULT_DROP_PATH = {'tiny': 0.1, 'small': 0.15, 'base': 0.2, 'base_plus': 0.2, 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 HIERA_SIZE_DIVISOR = 32  # patch stride 4 x mask unit 8: Hiera pads inputs to multiples of this
+# What every Hiera run declares, so that all launchers (ours, mmdet's tools, mim, Runner.from_cfg)
+# register the same hooks (hiera_mm.mmdet.hooks).
+RUN_HOOKS = ('FiniteLossHook', 'TrustRunCheckpointsHook')
 REFERENCE_LR, REFERENCE_BATCH = 1e-4, 16
 LR_RULE = ('lr rule: a base that already uses AdamW keeps its optimizer (lr, weight decay); '
            'otherwise AdamW(lr=1e-4 * auto_scale_lr.base_batch_size / 16, betas=(0.9, 0.999), '
@@ -557,7 +564,20 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
 
     # ---- other top-level keys ----------------------------------------------------------------
     imports = cfg.get('custom_imports') or {}
-    import_list = [m for m in (imports.get('imports') or []) if m != 'hiera_mm'] + ['hiera_mm']
+    import_list = [m for m in (imports.get('imports') or [])
+                   if m not in ('hiera_mm', 'hiera_mm.mmdet')] + ['hiera_mm.mmdet']
+    base_hooks = [dict(h) for h in (cfg.get('custom_hooks') or [])]
+    custom_hooks = base_hooks + [dict(type=t) for t in RUN_HOOKS
+                                 if not any(h.get('type') == t for h in base_hooks)]
+    note('custom_hooks: ' + ', '.join(RUN_HOOKS) + ' added'
+         + (f" after the base's {[h.get('type') for h in base_hooks]}" if base_hooks else '')
+         + ' (stop at a non-finite loss; read back the run\'s own checkpoints on torch >= 2.6).')
+    ckpt_hook = (cfg.get('default_hooks') or {}).get('checkpoint', dict(type='CheckpointHook'))
+    atomic_ckpt = isinstance(ckpt_hook, dict) and ckpt_hook.get('type') in (
+        'CheckpointHook', 'mmengine.CheckpointHook')
+    if atomic_ckpt:
+        note('default_hooks.checkpoint: CheckpointHook -> AtomicCheckpointHook (same options; '
+             'crash-safe writes).')
     reset_load_from = cfg.get('load_from') is not None
     if reset_load_from:
         note(f"load_from {cfg.get('load_from')!r} -> None (a whole detector with the old "
@@ -575,7 +595,11 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
         wrapped = textwrap.wrap(decision, 94, break_on_hyphens=False, break_long_words=False)
         lines += ['#   - ' + wrapped[0]] + ['#     ' + w for w in wrapped[1:]]
     lines += [f'_base_ = {plan.base!r}', '',
-              f"custom_imports = dict(imports={import_list!r}, allow_failed_imports=False)", '',
+              f"custom_imports = dict(imports={import_list!r}, allow_failed_imports=False)",
+              f'custom_hooks = {_fmt(custom_hooks, 0, 15)}']
+    if atomic_ckpt:
+        lines += ["default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))"]
+    lines += ['',
               f'pretrained = {checkpoint!r}', '']
     if reset_load_from:
         lines += ['load_from = None  # the base loads a detector with its old backbone', '']

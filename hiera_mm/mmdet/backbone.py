@@ -12,7 +12,7 @@ from torch import nn
 from mmdet.registry import MODELS
 
 from ..checkpoints import CheckpointError, convert_state_dict, guess_arch, read_state_dict
-from .hiera import ARCH_SETTINGS, build_hiera
+from ..models.hiera import ARCH_SETTINGS, build_hiera
 
 
 @MODELS.register_module()

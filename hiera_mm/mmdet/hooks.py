@@ -1,4 +1,5 @@
-"""Training hooks."""
+"""Training hooks that hiera_mm's configs declare, so that every way of starting a run (our
+tools, mmdet's tools, ``mim train``, ``Runner.from_cfg``) gets them."""
 import math
 import os
 import os.path as osp
@@ -7,9 +8,29 @@ import torch
 from mmengine.dist import all_reduce, is_distributed, is_main_process
 from mmengine.fileio import LocalBackend, get_file_backend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.logging import print_log
 
 from mmdet.registry import HOOKS
+
+from .compat import trust_checkpoint_location
+
+
+@HOOKS.register_module()
+class TrustRunCheckpointsHook(Hook):
+    """Let the run read back its own full training checkpoints on torch >= 2.6.
+
+    mmengine's training checkpoints hold pickled Python objects besides tensors, which torch
+    >= 2.6 refuses to load by default; ``hiera_mm.mmdet.compat`` reads them only from trusted
+    places. Before the runner loads or resumes anything, this hook trusts the run's work dir
+    and the checkpoint the run was given (``load_from``, ``--resume PATH``, test.py's
+    CHECKPOINT): the trust comes from the config and the runner, whichever tool started it.
+    Any other pickle stays refused. Before torch 2.6 nothing is loaded differently.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_run(self, runner):
+        trust_checkpoint_location(runner.work_dir)
+        trust_checkpoint_location(getattr(runner, '_load_from', None))
 
 
 @HOOKS.register_module()
@@ -85,7 +106,7 @@ class AtomicCheckpointHook(CheckpointHook):
     loss ``last_checkpoint`` can name a torn file. Here every file goes through
     ``DurableLocalBackend``, ``last_checkpoint`` is written after the checkpoint it names is on
     disk, and outdated files are deleted only after that. An ``out_dir`` on another backend keeps
-    mmengine's behaviour. ``tools/train.py`` uses this hook in place of mmengine's.
+    mmengine's behaviour. hiera_mm's configs use it as ``default_hooks.checkpoint``.
     """
 
     _durable = False
@@ -157,20 +178,3 @@ class _DeferRemovals:
 
     def remove(self, filepath):
         self.deferred.append(filepath)
-
-
-def use_atomic_checkpoint_hook(cfg):
-    """Make ``default_hooks.checkpoint`` an ``AtomicCheckpointHook`` (same options) where it is
-    mmengine's ``CheckpointHook``, also when unset (the Runner's default); leave others alone."""
-    if cfg.get('default_hooks') is None:
-        cfg.default_hooks = dict()
-    ckpt = cfg.default_hooks.get('checkpoint', dict(type='CheckpointHook', interval=1))
-    if not isinstance(ckpt, dict):  # None (no checkpoints) or a hook object
-        return
-    hook_type = ckpt.get('type')
-    if (HOOKS.get(hook_type) if isinstance(hook_type, str) else hook_type) is not CheckpointHook:
-        return
-    cfg.default_hooks.checkpoint = dict(ckpt, type='AtomicCheckpointHook')
-    print_log('default_hooks.checkpoint: mmengine CheckpointHook -> AtomicCheckpointHook '
-              '(crash-safe writes; outdated checkpoints deleted after the new one is on disk)',
-              logger='current')

@@ -1,6 +1,6 @@
-"""Narrow fixes for the pinned stack (mmengine 0.10.7, mmdet 3.3.0, torch >= 2.6).
+"""Narrow fixes for the supported stack (mmengine 0.10, mmdet 3.3), each applied only where needed.
 
-Nothing here edits installed files or replaces library functions; each fix says when it can go.
+Nothing here edits installed files; each fix says when it applies and when it can go.
 """
 from __future__ import annotations
 
@@ -52,16 +52,18 @@ def load_local_checkpoint(filename: str, map_location=None):
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
+def torch_loads_weights_only_by_default() -> bool:
+    """torch >= 2.6 reads checkpoints with ``weights_only=True`` unless told otherwise."""
+    major, minor = (int(part) for part in torch.__version__.split('.')[:2])
+    return (major, minor) >= (2, 6)
+
+
 def _register_checkpoint_loader() -> None:
+    """Before torch 2.6, mmengine's own loader works: leave it as it is there."""
+    if not torch_loads_weights_only_by_default():
+        return
     from mmengine.runner import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', force=True)(load_local_checkpoint)
-
-
-def setup_runtime(cfg, launcher: str = 'none') -> None:
-    """What tools/train.py and tools/test.py set up before building the Runner."""
-    trust_checkpoint_location(cfg.get('work_dir'))
-    trust_checkpoint_location(cfg.get('load_from'))
-    prepare_distributed(cfg, launcher)
 
 
 def prepare_distributed(cfg, launcher: str) -> None:
