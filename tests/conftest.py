@@ -5,11 +5,13 @@ import sys
 import pytest
 import torch
 
+from hiera_mm.models import hiera
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The normalisation Hiera was trained with (RGB, 0-255 scale), as configs must state it.
-IMAGENET_MEAN = [123.675, 116.28, 103.53]
-IMAGENET_STD = [58.395, 57.12, 57.375]
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
+# The normalisation Hiera was trained with (RGB, 0-255 scale), as configs must state it.
+IMAGENET_MEAN = list(hiera.IMAGENET_MEAN)
+IMAGENET_STD = list(hiera.IMAGENET_STD)
 # No test may reach a model hub; loading code must go through the real cache logic.
 os.environ['HF_HUB_OFFLINE'] = '1'
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -8,8 +8,10 @@ import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 
-PREPROCESS = dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                  std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=32)
+from conftest import IMAGENET_MEAN, IMAGENET_STD
+
+PREPROCESS = dict(type='DetDataPreprocessor', mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                  bgr_to_rgb=True, pad_size_divisor=32)
 
 
 def sample(h, w):

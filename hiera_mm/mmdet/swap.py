@@ -61,7 +61,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..models.hiera import ARCH_SETTINGS
+from ..models.hiera import ARCH_SETTINGS, IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ['swap_backbone', 'plan_swap', 'SwapPlan', 'HUB_CHECKPOINTS', 'DEFAULT_DROP_PATH',
            'LR_RULE']
@@ -70,8 +70,6 @@ HUB_CHECKPOINTS = {size: f"hf://facebook/hiera-{size.replace('_', '-')}-224-hf"
                    for size in ('tiny', 'small', 'base', 'base_plus', 'large', 'huge')}
 DEFAULT_DROP_PATH = {'tiny': 0.1, 'small': 0.15, 'base': 0.2, 'base_plus': 0.2, 'large': 0.4,
                      'huge': 0.5}
-IMAGENET_MEAN = [123.675, 116.28, 103.53]
-IMAGENET_STD = [58.395, 57.12, 57.375]
 HIERA_SIZE_DIVISOR = 32  # patch stride 4 x mask unit 8: Hiera pads inputs to multiples of this
 # What every Hiera run declares, so that all launchers (ours, mmdet's tools, mim, Runner.from_cfg)
 # register the same hooks (hiera_mm.mmdet.hooks).
@@ -477,10 +475,10 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
     pre_update = {}
     if not isinstance(pre, dict):
         pre, pre_update = {}, {'type': 'DetDataPreprocessor'}
-    if [float(v) for v in pre.get('mean') or []] != IMAGENET_MEAN:
-        pre_update['mean'] = IMAGENET_MEAN
-    if [float(v) for v in pre.get('std') or []] != IMAGENET_STD:
-        pre_update['std'] = IMAGENET_STD
+    if [float(v) for v in pre.get('mean') or []] != list(IMAGENET_MEAN):
+        pre_update['mean'] = list(IMAGENET_MEAN)
+    if [float(v) for v in pre.get('std') or []] != list(IMAGENET_STD):
+        pre_update['std'] = list(IMAGENET_STD)
     if pre.get('bgr_to_rgb') is not True:
         pre_update['bgr_to_rgb'] = True
     pad = int(pre.get('pad_size_divisor', 1) or 1)

@@ -62,6 +62,10 @@ ARCH_SETTINGS['abswin_small'] = dict(_ABSWIN, depths=(1, 2, 11, 2), pos_embed_si
 ARCH_SETTINGS['abswin_base'] = dict(_ABSWIN, depths=(2, 3, 16, 3), pos_embed_size=(14, 14))
 
 ATTENTION_MODES = ('exact', 'windowed')
+# The input normalisation every released Hiera / SAM2 checkpoint was trained with: RGB images on
+# the 0-255 scale, ImageNet mean and std. Detector configs must state it.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 def _is_compiling() -> bool:
