@@ -103,7 +103,7 @@ def _read_torch(path: str) -> dict:
                 f"'{path}' holds Python objects besides tensors (an mmengine training checkpoint?). "
                 'Backbone init reads tensors only; to start from a trained detector use '
                 '`load_from=` in the config, or extract the weights with '
-                '`python tools/convert_weights.py SRC DST.safetensors`.') from err
+                '`python tools/model_converters/convert_weights.py SRC DST.safetensors`.') from err
         raise CheckpointError(f"'{path}' is not a readable checkpoint ({type(err).__name__}: "
                               f'{err}); it may be truncated or corrupt: download it again') from err
 

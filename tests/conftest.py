@@ -9,6 +9,7 @@ from hiera_mm.models import hiera
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
+sys.path.insert(0, os.path.join(ROOT, 'tools', 'dev'))
 # The normalisation Hiera was trained with (RGB, 0-255 scale), as configs must state it.
 IMAGENET_MEAN = list(hiera.IMAGENET_MEAN)
 IMAGENET_STD = list(hiera.IMAGENET_STD)

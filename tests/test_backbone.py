@@ -1,4 +1,5 @@
-"""HieraBackbone: parity with transformers' Hiera, any size, mmdet conventions, errors."""
+"""HieraBackbone: parity with transformers' Hiera, any size, mmdet conventions, argument and input
+checks."""
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from conftest import randomize_
 from mmdet.registry import MODELS
 
 TOL = 1e-4
+SMALL = dict(embed_dim=48, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8))  # one block per stage
 
 
 def build(arch='tiny', checkpoint=None, **kwargs):
@@ -32,7 +34,13 @@ def max_diff(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
         assert x.shape == y.shape, (x.shape, y.shape)
-    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+    return max(float((x - y).detach().abs().max()) for x, y in zip(a, b))
+
+
+def stage_shapes(batch, height, width, embed_dim):
+    """The four output shapes: inputs are padded to whole 32-pixel mask units."""
+    Hp, Wp = -(-height // 32) * 32, -(-width // 32) * 32
+    return [(batch, embed_dim * 2 ** i, Hp // 2 ** (i + 2), Wp // 2 ** (i + 2)) for i in range(4)]
 
 
 def arch_cfg(arch):
@@ -121,13 +129,46 @@ def test_windowed_equals_exact_at_224_and_differs_above(make_hf_checkpoint):
 @pytest.mark.parametrize('size', [(800, 1344), (1024, 1024), (333, 517)])
 def test_shapes_any_size(size):
     model = build('tiny', attention='windowed')
-    H, W = size
     with torch.no_grad():
-        outs = model(torch.randn(1, 3, H, W))
-    Hp, Wp = -(-H // 32) * 32, -(-W // 32) * 32  # padded to whole mask units
-    assert [tuple(o.shape) for o in outs] == [
-        (1, 96 * 2 ** i, Hp // 2 ** (i + 2), Wp // 2 ** (i + 2)) for i in range(4)]
+        outs = model(torch.randn(1, 3, *size))
+    assert [tuple(o.shape) for o in outs] == stage_shapes(1, *size, 96)
     assert model.out_channels == [96, 192, 384, 768]
+
+
+@pytest.mark.parametrize('arch, shape', [
+    (SMALL, (1, 3, 1, 1)),  # smaller than a mask unit: padded to one
+    (SMALL, (0, 3, 64, 64)),  # empty batch
+    (dict(SMALL, in_chans=4), (1, 4, 64, 64)),
+])
+def test_unusual_but_valid_inputs(arch, shape):
+    with torch.no_grad():
+        outs = build(arch)(torch.randn(shape))
+    B, _, H, W = shape
+    assert [tuple(o.shape) for o in outs] == stage_shapes(B, H, W, 48)
+
+
+@pytest.mark.parametrize('layout', ['channels_last', 'transposed'])
+def test_memory_layout_does_not_change_outputs(layout):
+    torch.manual_seed(0)
+    model = build(SMALL)
+    x = torch.randn(2, 3, 64, 96)
+    variant = (x.to(memory_format=torch.channels_last) if layout == 'channels_last'
+               else x.transpose(2, 3).contiguous().transpose(2, 3))
+    assert not variant.is_contiguous()
+    with torch.no_grad():
+        assert max_diff(model(x), model(variant)) <= 1e-5
+
+
+@pytest.mark.parametrize('arch, kwargs, expected', [
+    ('tiny', {}, ()),
+    ('tiny', dict(attention='windowed'), (9,)),  # the last stage-3 block
+    ('tiny', dict(attention='windowed', global_blocks=(11, 4, 11)), (4, 11)),
+    ('sam2_tiny', dict(attention='windowed'), (5, 7, 9)),  # SAM2's own
+    ('sam2_tiny', dict(global_blocks=()), ()),
+    (dict(SMALL, global_blocks=(3,)), dict(attention='windowed'), (3,)),  # an arch dict's own
+])
+def test_global_blocks(arch, kwargs, expected):
+    assert build(arch, **kwargs).trunk.global_blocks == expected
 
 
 def test_padding_matches_explicit_padding():
@@ -327,6 +368,7 @@ def test_hf_id_from_local_cache(tmp_path, monkeypatch, make_hf_checkpoint):
 @pytest.mark.parametrize('bad, exc, match', [
     (torch.randn(3, 64, 64), ValueError, r'\(B, 3, H, W\).*\(3, 64, 64\)'),
     (torch.randn(1, 1, 64, 64), ValueError, r'\(B, 3, H, W\).*\(1, 1, 64, 64\)'),
+    (torch.randn(1, 3, 0, 64), ValueError, r'\(1, 3, 0, 64\)'),
     (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, 'floating point.*uint8'),
 ])
 def test_bad_input(bad, exc, match):
@@ -334,15 +376,33 @@ def test_bad_input(bad, exc, match):
         build('tiny')(bad)
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(out_indices=(0, 4)), r'out_indices \(0, 4\) must name stages 0\.\.3'),
-    (dict(out_indices=(1, 1)), 'repeats a stage'),
-    (dict(frozen_stages=5), 'frozen_stages=5 is out of range'),
-    (dict(frozen_stages=-2), 'frozen_stages=-2 is out of range'),
-    (dict(attention='local'), "attention must be one of.*'local'"),
-    (dict(attention='windowed', global_blocks=(2,)), r'global_blocks \[2\] are not stage-3 or stage-4 blocks.*3\.\.11'),
-    (dict(global_blocks=(12,)), r'global_blocks \[12\]'),
+@pytest.mark.parametrize('kwargs, exc, match', [
+    (dict(arch=dict(embed_dim=48, depths=(1, 1, 1, 1))), ValueError,
+     r"a custom Hiera arch needs \['num_heads'\]"),
+    (dict(arch=3), TypeError, 'arch must be a name or a dict, got int'),
+    (dict(arch=dict(SMALL, depths=(1, 1, 1))), ValueError, 'must have one entry per stage'),
+    (dict(arch=dict(SMALL, depths=(1, 0, 1, 1))), ValueError,
+     r'depths \(1, 0, 1, 1\): every stage needs at least one block'),
+    (dict(arch=dict(SMALL, depths=(1, 1, 1, 2), window_sizes=(8, 4, 14))), ValueError,
+     r'window_sizes \(8, 4, 14\) must have one entry per stage \(4\)'),
+    (dict(arch=dict(SMALL, num_heads=(5, 2, 4, 8))), ValueError,
+     'dim_out 48 is not divisible by num_heads 5'),
+    (dict(arch=dict(SMALL, pos_embed='rel')), ValueError,
+     "pos_embed must be 'abs' or 'abs_win', got 'rel'"),
+    (dict(out_indices=()), ValueError, r'out_indices \(\) must name stages 0\.\.3'),
+    (dict(out_indices=(-1,)), ValueError, r'out_indices \(-1,\) must name stages 0\.\.3'),
+    (dict(out_indices=(0, 4)), ValueError, r'out_indices \(0, 4\) must name stages 0\.\.3'),
+    (dict(out_indices=(1, 1)), ValueError, 'repeats a stage'),
+    (dict(frozen_stages=5), ValueError, 'frozen_stages=5 is out of range'),
+    (dict(frozen_stages=-2), ValueError, 'frozen_stages=-2 is out of range'),
+    (dict(drop_path_rate=-0.5), ValueError, r'drop_path_rate must be in \[0, 1\), got -0\.5'),
+    (dict(attention='local'), ValueError, "attention must be one of.*'local'"),
+    (dict(attention='windowed', global_blocks=(2,)), ValueError,
+     r'global_blocks \[2\] are not stage-3 or stage-4 blocks.*3\.\.11'),
+    (dict(global_blocks=(12,)), ValueError, r'global_blocks \[12\]'),
+    (dict(init_cfg=dict(type='Pretrained')), ValueError,
+     "init_cfg of type 'Pretrained' needs a 'checkpoint'"),
 ])
-def test_bad_config_values(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        build('tiny', **kwargs)
+def test_bad_config_values(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        build(**kwargs)

@@ -1,5 +1,6 @@
-"""tools/benchmark.py end to end: a --quick run of every contender, the isolated-process memory,
-the Mask R-CNN training step, activation-checkpointing memory and the torch.compile check.
+"""tools/analysis_tools/benchmark_backbone.py end to end: a --quick run of every contender, the
+isolated-process memory, the Mask R-CNN training step, activation-checkpointing memory and the
+torch.compile check; and that the backbone library (hiera_mm.benchmark) needs no mm package.
 
 Only the structure and sanity of the numbers are checked (finite, positive, outputs that agree);
 never the timings themselves, which depend on the machine and its load.
@@ -14,10 +15,11 @@ import sys
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOL = osp.join(ROOT, 'tools', 'benchmark.py')
-sys.path.insert(0, osp.join(ROOT, 'tools'))
+TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_backbone.py')
+sys.path.insert(0, osp.dirname(TOOL))
 
-import benchmark  # noqa: E402
+import benchmark_backbone as tool  # noqa: E402
+from hiera_mm.benchmark import contenders, timing  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +50,9 @@ def quick(tmp_path_factory):
 def test_quick_times_every_contender(quick):
     results, stdout = quick
     rows = results['contenders']
-    expected = [n for n in benchmark.ALL_CONTENDERS
-                if benchmark.unavailable_reason(n, benchmark.parse_args(['--quick'])) is None]
-    assert set(expected) >= set(benchmark.HIERA_CONTENDERS)
+    expected = [n for n in contenders.ALL_CONTENDERS
+                if contenders.unavailable_reason(n, tool.parse_args(['--quick'])) is None]
+    assert set(expected) >= set(contenders.HIERA_CONTENDERS)
     assert list(rows) == expected
     for name, row in rows.items():
         assert _positive(row['params_M']), name
@@ -121,30 +123,43 @@ def test_isolated_memory_train_step_and_checkpointing(tmp_path):
 
 
 def test_parse_args_presets():
-    quick = benchmark.parse_args(['--quick', '--size', '64', '96', '--contenders', 'r50,swin-t'])
+    quick = tool.parse_args(['--quick', '--size', '64', '96', '--contenders', 'r50,swin-t'])
     assert quick.size == (64, 96) and quick.runs == 1 and quick.warmup == 0
     assert quick.contenders == ['r50', 'swin-t'] and quick.cp_arch == 'tiny'
-    full = benchmark.parse_args([])
+    full = tool.parse_args([])
     assert full.size == (800, 1344) and full.runs == 5 and full.warmup == 2
     assert full.threads == 2 and full.arch == 'tiny' and full.cp_arch == 'base'
 
 
 def test_alternating_rounds_rotate_and_drop_warmup():
     calls = []
-    times = benchmark.alternate(['a', 'b', 'c'], lambda k: calls.append(k) or 1.0,
+    times = timing.alternate(['a', 'b', 'c'], lambda k: calls.append(k) or 1.0,
                                 runs=2, warmup=1)
     assert calls == ['a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b']
     assert times == {'a': [1.0, 1.0], 'b': [1.0, 1.0], 'c': [1.0, 1.0]}
 
 
-def test_hiera_loads_without_openmmlab():
-    """The benchmark's Hiera is the torch-only core: nothing of the mm stack comes with it."""
-    code = ('import sys; sys.path.insert(0, %r); import benchmark, torch;'
-            ' m = benchmark.load_hiera_module();'
+def test_library_imports_no_mm_package():
+    """The backbone comparison is torch-only: its modules and its Hiera bring no mm package."""
+    code = ('import sys, torch;'
+            ' from hiera_mm.benchmark import compile_check, contenders, memory, report, timing;'
+            ' m = contenders.load_hiera_module();'
             ' x = m.build_hiera("tiny")(torch.zeros(1, 3, 64, 64));'
             ' assert [t.shape[1] for t in x] == [16, 8, 4, 2];'
-            ' assert not {"mmdet", "mmengine", "mmcv"} & set(sys.modules); print("ok")'
-            % osp.join(ROOT, 'tools'))
+            ' assert not {"mmdet", "mmengine", "mmcv"} & set(sys.modules); print("ok")')
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0 and 'ok' in proc.stdout, proc.stderr[-2000:]
+
+
+def test_markdown_tables_keep_their_layout():
+    """Empty cells are written '| |' (error rows), as before the tables were generated."""
+    from hiera_mm.benchmark.report import table
+    assert table(['a', 'b', 'c'], [['x', 'error: e', ''], [1, True, 2.5]]).splitlines() == [
+        '| a | b | c |', '|---|---|---|', '| x | error: e | |', '| 1 | True | 2.5 |']
+
+
+def test_help_runs_standalone():
+    proc = subprocess.run([sys.executable, TOOL, '--help'], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and '--contenders' in proc.stdout, proc.stderr[-2000:]

@@ -9,6 +9,8 @@ from conftest import ROOT, randomize_
 from hiera_mm.checkpoints import CheckpointError, convert_state_dict, detect_layout
 from hiera_mm.models.hiera import build_hiera
 
+CONVERT = 'tools/model_converters/convert_weights.py'  # run with cwd=ROOT
+
 
 def stage_diff(ours, refs, nchw_refs=True):
     diffs = []
@@ -85,7 +87,7 @@ def test_convert_round_trip(tmp_path, make_hf_checkpoint):
     from mmdet.registry import MODELS
     folder, hf = make_hf_checkpoint(embed_dim=96, depths=(1, 2, 7, 2), num_heads=(1, 2, 4, 8))
     out = tmp_path / 'tiny.safetensors'
-    res = subprocess.run([sys.executable, 'tools/convert_weights.py', folder, str(out), '--arch', 'tiny'],
+    res = subprocess.run([sys.executable, CONVERT, folder, str(out), '--arch', 'tiny'],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "layout 'hf', looks like arch 'tiny'" in res.stdout
@@ -105,13 +107,13 @@ def test_convert_round_trip(tmp_path, make_hf_checkpoint):
     full.init_weights()
     src = tmp_path / 'full.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in full.state_dict().items()}}, src)
-    res = subprocess.run([sys.executable, 'tools/convert_weights.py', str(src), str(tmp_path / 'again.pth')],
+    res = subprocess.run([sys.executable, CONVERT, str(src), str(tmp_path / 'again.pth')],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     again = torch.load(tmp_path / 'again.pth', weights_only=True)
     assert again.keys() == full.state_dict().keys()
     assert all(torch.equal(again[k], v) for k, v in full.state_dict().items())
-    res = subprocess.run([sys.executable, 'tools/convert_weights.py', folder, str(tmp_path / 'x.pth'),
+    res = subprocess.run([sys.executable, CONVERT, folder, str(tmp_path / 'x.pth'),
                           '--arch', 'base'], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and "looks like arch 'tiny', not 'base'" in res.stderr
 
@@ -205,7 +207,7 @@ def test_timm_abswin_wrong_arch_names_the_right_one(abswin_files):
 def test_timm_abswin_convert_round_trip(tmp_path, abswin_files):
     _, files = abswin_files('abswin_small')
     out = tmp_path / 'abswin_small.safetensors'
-    res = subprocess.run([sys.executable, 'tools/convert_weights.py', files['safetensors'], str(out),
+    res = subprocess.run([sys.executable, CONVERT, files['safetensors'], str(out),
                           '--arch', 'abswin_small'], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "layout 'timm_abswin', looks like arch 'abswin_small'" in res.stdout
@@ -213,7 +215,7 @@ def test_timm_abswin_convert_round_trip(tmp_path, abswin_files):
     a, b = abswin_backbone('abswin_small', files['pth']), abswin_backbone('abswin_small', str(out))
     assert a.state_dict().keys() == b.state_dict().keys()
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
-    res = subprocess.run([sys.executable, 'tools/convert_weights.py', files['safetensors'],
+    res = subprocess.run([sys.executable, CONVERT, files['safetensors'],
                           str(tmp_path / 'x.pth'), '--arch', 'small'], cwd=ROOT, capture_output=True,
                          text=True)
     assert res.returncode != 0 and "looks like arch 'abswin_small', not 'small'" in res.stderr

@@ -52,6 +52,24 @@ def test_configs_found():
     assert len(CONFIGS) >= 20, f'expected the model zoo under {CONFIG_DIR}, found {CONFIG_IDS}'
 
 
+def test_hiera_bases_hold_variables_only():
+    """configs/_base_/hiera/*.py are listed beside an mmdet base (and beside each other), and
+    mmengine refuses two bases that define the same key: each defines only its own ``hiera_*``
+    variables; hiera.py also custom_imports and custom_hooks, which no mmdet base defines."""
+    from mmengine.config import Config
+
+    paths = sorted(glob.glob(os.path.join(CONFIG_DIR, '_base_', 'hiera', '*.py')))
+    assert paths, 'no variable bases under configs/_base_/hiera'
+    owner = {}
+    for path in paths:
+        name = os.path.basename(path)
+        allowed = {'custom_imports', 'custom_hooks'} if name == 'hiera.py' else set()
+        for key in Config.fromfile(path).to_dict():
+            assert key.startswith('hiera_') or key in allowed, f'{name} defines {key!r}'
+            assert key not in owner, f'{key!r} is defined in {owner.get(key)} and {name}'
+            owner[key] = name
+
+
 def expected_backbone(config_path):
     """(arch, init checkpoint) a config's name promises: ``..._hiera-[sam2-]<size>_...``.
 

@@ -49,7 +49,8 @@ def test_model_and_checkpoints_work_without_the_mm_stack(tmp_path):
         x = torch.randn(1, 3, 96, 128)
         with torch.no_grad():
             maps, maps_again = model(x), again(x)
-        assert [tuple(m.shape[-2:]) for m in maps] == [(24, 32), (12, 16), (6, 8), (3, 4)]
+        assert [tuple(m.shape) for m in maps] == [  # NHWC stage maps at strides 4..32
+            (1, 24, 32, 96), (1, 12, 16, 192), (1, 6, 8, 384), (1, 3, 4, 768)]
         assert all(torch.equal(a, b) for a, b in zip(maps, maps_again))
         loaded = {m for m in sys.modules if m.split('.')[0] in ('mmcv', 'mmengine', 'mmdet')}
         assert not loaded, loaded

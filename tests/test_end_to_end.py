@@ -11,9 +11,9 @@ from PIL import Image
 from conftest import ROOT
 
 ITERS = 300
-# Calibrated on this 2-core machine (README, "Demo"): an untrained model scores ~0.00, 120
-# iterations 0.46-0.56, the demo's 300 iterations 0.71.
-BBOX_MAP50_FLOOR = 0.45
+# Well below the scores the README's "Demo" section reports for these 300 iterations (an untrained
+# model scores 0): runs are not bit-reproducible.
+MAP50_FLOORS = {'coco/bbox_mAP_50': 0.45, 'coco/segm_mAP_50': 0.45}
 
 
 @pytest.mark.slow
@@ -21,7 +21,7 @@ def test_train_evaluate_and_draw(tmp_path):
     summary_file = tmp_path / 'summary.json'
     env = dict(os.environ, OMP_NUM_THREADS='2')
     res = subprocess.run(
-        [sys.executable, 'tools/run_demo.py', '--work-dir', str(tmp_path / 'work'),
+        [sys.executable, 'tools/dev/run_demo.py', '--work-dir', str(tmp_path / 'work'),
          '--data-root', str(tmp_path / 'toy'), '--iters', str(ITERS), '--summary', str(summary_file)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -31,8 +31,8 @@ def test_train_evaluate_and_draw(tmp_path):
     assert summary['checkpoint'].endswith(f'iter_{ITERS}.pth')
     metrics = summary['metrics']
     print('toy val metrics:', {k: round(v, 3) for k, v in metrics.items() if 'mAP' in k})
-    assert metrics['coco/bbox_mAP_50'] >= BBOX_MAP50_FLOOR
-    assert metrics['coco/segm_mAP_50'] > 0.0
+    for key, floor in MAP50_FLOORS.items():
+        assert metrics[key] >= floor, (key, metrics[key])
 
     # The picture shows the predicted boxes: every box drawn changes the pixels on its outline.
     preds = summary['preds']

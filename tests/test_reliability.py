@@ -1,7 +1,6 @@
 """Training reliability through tools/train.py: resuming after SIGKILL, checkpoints torn by a kill
 during the write, the crash safety of hiera_mm's AtomicCheckpointHook, trusted checkpoint loading
-under torch >= 2.6, stopping at a NaN loss, images without annotations, and bad inputs not covered
-by test_backbone.py.
+under torch >= 2.6, stopping at a NaN loss, and images without annotations.
 
 The end-to-end tests train a RetinaNet Hiera config cut down to run on a CPU core (one block per
 Hiera stage, narrow neck and head, 64 px toy images, one image per batch) in subprocesses, as a
@@ -26,7 +25,6 @@ import torch
 from conftest import ROOT, write_tiny_retinanet_config
 
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
-RETINANET = osp.join(ROOT, 'configs', 'retinanet', 'retinanet_hiera-t_fpn_1x_coco.py')
 NUM_TRAIN = 3  # does not divide the iteration counts, so a wrong data position shows
 RUN_TIMEOUT = 400
 
@@ -489,7 +487,7 @@ def test_training_checkpoint_outside_trusted_locations_is_refused(tmp_path, monk
                                                      'tensors') + '.*--resume PATH'):
         CheckpointLoader.load_checkpoint(str(training))
 
-    # plain tensors (what tools/convert_weights.py writes) load from anywhere
+    # plain tensors (what tools/model_converters/convert_weights.py writes) load from anywhere
     plain = tmp_path / 'weights.pth'
     torch.save(dict(state_dict=dict(w=torch.arange(3.0))), plain)
     assert torch.equal(CheckpointLoader.load_checkpoint(str(plain))['state_dict']['w'],
@@ -597,81 +595,3 @@ def test_train_set_without_any_annotation_fails_at_build(tmp_path):
     cfg = Config.fromfile(write_config(tmp_path, data['root']), import_custom_modules=False)
     with pytest.raises(ValueError, match='need at least one array to concatenate'):
         DATASETS.build(cfg.train_dataloader.dataset).full_init()
-
-
-# ---------------------------------------------------------------------------------------------
-# bad inputs not covered by test_backbone.py
-# ---------------------------------------------------------------------------------------------
-SMALL = dict(embed_dim=48, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8))
-
-
-def backbone(**kwargs):
-    import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
-    from mmdet.registry import MODELS
-    kwargs.setdefault('arch', SMALL)
-    model = MODELS.build(dict(type='HieraBackbone', **kwargs))
-    return model.eval()
-
-
-@pytest.mark.parametrize('kwargs, exc, match', [
-    (dict(arch=dict(embed_dim=48, depths=(1, 1, 1, 1))), ValueError,
-     r"a custom Hiera arch needs \['num_heads'\]"),
-    (dict(arch=3), TypeError, 'arch must be a name or a dict, got int'),
-    (dict(arch=dict(SMALL, depths=(1, 1, 1))), ValueError, 'must have one entry per stage'),
-    (dict(arch=dict(SMALL, num_heads=(5, 2, 4, 8))), ValueError,
-     'dim_out 48 is not divisible by num_heads 5'),
-    (dict(arch=dict(SMALL, pos_embed='rel')), ValueError,
-     "pos_embed must be 'abs' or 'abs_win', got 'rel'"),
-    (dict(out_indices=()), ValueError, r'out_indices \(\) must name stages 0\.\.3'),
-    (dict(out_indices=(-1,)), ValueError, r'out_indices \(-1,\) must name stages 0\.\.3'),
-])
-def test_bad_arch_and_config_values(kwargs, exc, match):
-    with pytest.raises(exc, match=match):
-        backbone(**kwargs)
-
-
-def test_pretrained_init_without_checkpoint():
-    model = backbone(init_cfg=dict(type='Pretrained'))
-    with pytest.raises(ValueError, match="init_cfg of type 'Pretrained' needs a 'checkpoint'"):
-        model.init_weights()
-
-
-def test_unusual_but_valid_inputs():
-    """Inputs smaller than a mask unit, channels-last and non-contiguous tensors work and give
-    the same result as a plain contiguous tensor."""
-    torch.manual_seed(0)
-    model = backbone()
-    with torch.no_grad():
-        tiny = model(torch.randn(1, 3, 1, 1))
-        assert [tuple(o.shape) for o in tiny] == [(1, 48, 8, 8), (1, 96, 4, 4), (1, 192, 2, 2),
-                                                 (1, 384, 1, 1)]
-        x = torch.randn(2, 3, 64, 96)
-        ref = model(x)
-        for variant in (x.to(memory_format=torch.channels_last),
-                        x.transpose(2, 3).contiguous().transpose(2, 3)):
-            out = model(variant)
-            assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ref, out))
-
-
-@pytest.mark.parametrize('case', ['empty_batch', 'zero_size_image', 'in_chans', 'drop_path_rate',
-                                  'window_sizes', 'zero_depth'])
-def test_inputs_that_should_fail_clearly(case):
-    if case == 'empty_batch':
-        outs = backbone()(torch.randn(0, 3, 64, 64))
-        assert [tuple(o.shape) for o in outs] == [(0, 48, 16, 16), (0, 96, 8, 8),
-                                                  (0, 192, 4, 4), (0, 384, 2, 2)]
-    elif case == 'zero_size_image':
-        with pytest.raises(ValueError, match=r'\(1, 3, 0, 64\)'):
-            backbone()(torch.randn(1, 3, 0, 64))
-    elif case == 'in_chans':
-        outs = backbone(arch=dict(SMALL, in_chans=4))(torch.randn(1, 4, 64, 64))
-        assert outs[0].shape == (1, 48, 16, 16)
-    elif case == 'drop_path_rate':
-        with pytest.raises(ValueError, match='drop_path_rate'):
-            backbone(drop_path_rate=-0.5)
-    elif case == 'window_sizes':
-        with pytest.raises(ValueError, match='window_sizes'):
-            backbone(arch=dict(SMALL, depths=(1, 1, 1, 2), window_sizes=(8, 4, 14)))
-    elif case == 'zero_depth':
-        with pytest.raises(ValueError, match='depths'):
-            backbone(arch=dict(SMALL, depths=(1, 0, 1, 1)))

@@ -1,4 +1,4 @@
-"""tools/swap_backbone.py / hiera_mm.swap: swapped mmdet configs load, build and train a step.
+"""tools/swap_backbone.py / hiera_mm.mmdet.swap: swapped mmdet configs load, build and train a step.
 
 Each detector config shipped inside the mmdet package is swapped to Hiera-T and written to a
 temporary folder; the written config must load with ``Config.fromfile``, state Hiera's

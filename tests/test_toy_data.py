@@ -1,4 +1,4 @@
-"""The toy COCO generator (tools/make_toy_coco.py): determinism, COCO validity, masks that match
+"""The toy COCO generator (tools/dev/make_toy_coco.py): determinism, COCO validity, masks that match
 the drawn pixels, boxes that match the masks, and loading through mmdet's CocoDataset."""
 import filecmp
 import json
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'dev'))
 
 import make_toy_coco as toy  # noqa: E402
 
@@ -150,7 +150,7 @@ def test_bbox_matches_mask(dataset):
 
 def test_cli(tmp_path):
     out = tmp_path / 'cli'
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'make_toy_coco.py'), '--out', str(out),
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'dev', 'make_toy_coco.py'), '--out', str(out),
            '--num-train', '2', '--num-val', '1', '--size', '40', '56', '--classes', '2',
            '--max-objects', '2', '--seed', '3']
     subprocess.run(cmd, check=True, capture_output=True)

@@ -1,4 +1,5 @@
-"""Shared pieces of the command-line tools (train.py, test.py, demo.py, get_flops.py).
+"""Shared pieces of the command-line tools (train.py, test.py, demo.py and those in the
+sub-folders, which put this folder on ``sys.path`` to import it).
 
 The argument names and the work-dir / launcher conventions follow MMDetection 3.3's tools, so
 the usual commands and scripts carry over unchanged.
@@ -16,6 +17,12 @@ CFG_OPTIONS_HELP = (
     'is allowed.')
 
 
+def add_checkout_to_path():
+    """Import ``hiera_mm`` from this checkout (the tools run from a plain checkout too)."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+
+
 def import_hiera_mm():
     """Import ``hiera_mm.mmdet`` so its modules register into mmdet's registries.
 
@@ -27,8 +34,7 @@ def import_hiera_mm():
     except ModuleNotFoundError as err:
         if err.name not in ('hiera_mm', 'hiera_mm.mmdet'):
             raise
-        if REPO_ROOT not in sys.path:
-            sys.path.insert(0, REPO_ROOT)
+        add_checkout_to_path()
         import hiera_mm.mmdet  # noqa: F401
     return sys.modules['hiera_mm']
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Run a detector on one image and draw its predictions to a PNG (mmdet's ``DetInferencer``).
 
-    python tools/demo.py IMAGE CONFIG [--weights CKPT] [--out-dir DIR] [--score-thr 0.3]
+    python tools/demo.py IMAGE CONFIG [--weights CKPT] [--out-dir DIR] [--pred-score-thr 0.3]
                          [--device cpu]
 
 Writes ``DIR/vis/<image name>.png`` (predictions above the threshold drawn by mmdet's
 ``DetLocalVisualizer``) and ``DIR/preds/<image name>.json`` (all predictions), and prints the
-PNG's path and the number of predictions above the threshold.
+PNG's path and the number of predictions above the threshold. ``--pred-score-thr`` is the name
+mmdet's ``demo/image_demo.py`` gives the threshold; the former ``--score-thr`` still works.
 
 From python::
 
@@ -119,19 +120,20 @@ def parse_args(argv=None):
     p.add_argument('config', help='config file')
     p.add_argument('--weights', help='checkpoint file (default: no checkpoint)')
     p.add_argument('--out-dir', default='outputs/demo', help='output directory')
-    p.add_argument('--score-thr', type=float, default=0.3, help='score threshold')
+    p.add_argument('--pred-score-thr', '--score-thr', type=float, default=0.3,
+                   help='score threshold (--score-thr: the former name)')
     p.add_argument('--device', default=None, help='device, e.g. cpu or cuda:0 (default: auto)')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    png, preds = run_demo(args.image, args.config, args.weights, args.out_dir, args.score_thr,
-                          args.device)
+    png, preds = run_demo(args.image, args.config, args.weights, args.out_dir,
+                          args.pred_score_thr, args.device)
     names = preds['class_names']
-    print(f'predictions above {args.score_thr}: {preds["num_above_thr"]}')
+    print(f'predictions above {args.pred_score_thr}: {preds["num_above_thr"]}')
     for label, score in zip(preds.get('labels', []), preds.get('scores', [])):
-        if score > args.score_thr:
+        if score > args.pred_score_thr:
             name = names[label] if label < len(names) else str(label)
             print(f'  {name}: {score:.3f}')
     print(f'visualisation written to {png}')

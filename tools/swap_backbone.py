@@ -8,7 +8,7 @@ CONFIG: a config path or ``mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py``. 
 ``_base_ = CONFIG`` and only what differs (backbone, the neck's in_channels, normalisation,
 AdamW and paramwise settings); it starts with comments that say what changed and why, and the
 same summary is printed. Configs that cannot be adapted safely are refused with the reason
-(exit status 2). The rules are in ``hiera_mm/swap.py``.
+(exit status 2). The rules are in ``hiera_mm/mmdet/swap/`` (the package's docstring).
 """
 import argparse
 import os

@@ -1,29 +1,16 @@
 # DINO (4 scales) with a Hiera-T backbone (IN1K-finetuned weights), 12 epochs, 8 GPUs x 2 images.
-_base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+# custom_imports, custom_hooks and the hiera_* variables: ../_base_/hiera/hiera.py.
+_base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', '../_base_/hiera/hiera.py']
 
-custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
-# Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
-custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
-pretrained = 'hf://facebook/hiera-tiny-224-hf'
-
+pretrained = {{_base_.hiera_pretrained}}
 model = dict(
     # Pad batches to multiples of 32 (the base pads to 1): then Hiera never pads internally and
     # DINO's padding masks, resized to each feature map, line up with the features exactly.
     data_preprocessor=dict(pad_size_divisor=32),
     # Stages 2-4 (strides 8, 16, 32); the ChannelMapper adds the fourth, stride-64 level.
-    backbone=dict(
-        _delete_=True,
-        type='HieraBackbone',
-        arch='tiny',
-        out_indices=(1, 2, 3),
-        out_norm=True,
-        frozen_stages=-1,
-        drop_path_rate=0.1,
-        with_cp=False,
-        attention='exact',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    backbone={{_base_.hiera_backbone_c3}},
     neck=dict(in_channels=[192, 384, 768]))
 
 # DINO's AdamW (lr 1e-4, wd 1e-4, grad clip 0.1) with the backbone at lr x 0.1 (inherited key

@@ -1,13 +1,10 @@
 # FCOS (GN head) + FPN with a Hiera-T backbone (IN1K-finetuned weights), 1x schedule, AdamW.
-_base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py'
+# custom_imports, custom_hooks and the hiera_* variables: ../_base_/hiera/hiera.py.
+_base_ = ['mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py', '../_base_/hiera/hiera.py']
 
-custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
-# Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
-custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
-pretrained = 'hf://facebook/hiera-tiny-224-hf'
-
+pretrained = {{_base_.hiera_pretrained}}
 model = dict(
     # The FCOS base normalises for Caffe ResNet weights (BGR, mean only). Hiera was trained on
     # RGB images with ImageNet mean/std. The dataset pipeline loads BGR as always (cv2); the
@@ -16,24 +13,11 @@ model = dict(
         mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     # Only the stages the FPN uses (strides 8-32; P6/P7 from P5 as in the base), so every
     # parameter gets a gradient: out_indices=(1, 2, 3) with start_level=0.
-    backbone=dict(
-        _delete_=True,
-        type='HieraBackbone',
-        arch='tiny',
-        out_indices=(1, 2, 3),
-        out_norm=True,
-        frozen_stages=-1,
-        drop_path_rate=0.1,
-        with_cp=False,
-        attention='exact',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    backbone={{_base_.hiera_backbone_c3}},
     neck=dict(in_channels=[192, 384, 768], start_level=0))
 
 # AdamW (lr 1e-4, wd 0.05) instead of SGD; the base's SGD-specific bias lr x2 / no bias decay
 # are dropped, no weight decay on norm layers and position embeddings. The base's gradient
 # clipping (max_norm 35) and its 500-iteration constant warmup stay.
 optim_wrapper = dict(
-    optimizer=dict(
-        _delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        _delete_=True, norm_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}))
+    optimizer={{_base_.hiera_adamw}}, paramwise_cfg={{_base_.hiera_paramwise_replacing}})

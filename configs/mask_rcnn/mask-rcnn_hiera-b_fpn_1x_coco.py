@@ -1,9 +1,4 @@
-_base_ = './mask-rcnn_hiera-t_fpn_1x_coco.py'
 # Hiera-B, IN1K-finetuned weights; the Hiera-T recipe otherwise.
-# Stochastic depth 0.2: our choice (grows with model size), not tuned.
-pretrained = 'hf://facebook/hiera-base-224-hf'
-model = dict(
-    backbone=dict(
-        arch='base',
-        drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+_base_ = ['./mask-rcnn_hiera-t_fpn_1x_coco.py', '../_base_/hiera/hiera-b.py']
+pretrained = {{_base_.hiera_b_pretrained}}
+model = dict(backbone={{_base_.hiera_b}})

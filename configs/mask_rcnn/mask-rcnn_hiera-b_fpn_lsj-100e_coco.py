@@ -3,17 +3,18 @@
 # (25 epochs of a 4x repeated dataset, lr steps at 88 and 96), AdamW, layer-wise lr decay,
 # norm layers in the FPN and RoI heads, a 2-conv RPN head.
 # Data, augmentation and schedule come from mmdet's LSJ base; the model from Mask R-CNN R-50.
+# custom_imports and custom_hooks: ../_base_/hiera/hiera.py; the backbone:
+# ../_base_/hiera/hiera-b.py.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::common/lsj-100e_coco-instance.py',
+    '../_base_/hiera/hiera.py',
+    '../_base_/hiera/hiera-b.py',
 ]
 
-custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
-# Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
-custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrustRunCheckpointsHook')]
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
-pretrained = 'hf://facebook/hiera-base-224-mae-hf'
+pretrained = {{_base_.hiera_b_mae_pretrained}}
 
 # Group norm in the neck and heads: statistics per image, so the same model runs in one process
 # or many (no SyncBN), like ViTDet's LayerNorm-in-heads and mmdet's `gn-all` configs.
@@ -25,17 +26,9 @@ model = dict(
         batch_augments=[
             dict(type='BatchFixedSizePad', size={{_base_.image_size}}, pad_mask=True)
         ]),
-    backbone=dict(
-        _delete_=True,
-        type='HieraBackbone',
-        arch='base',
-        out_indices=(0, 1, 2, 3),
-        out_norm=True,
-        frozen_stages=-1,
-        drop_path_rate=0.2,
-        with_cp=False,
-        attention='exact',  # the pretrained computation; 'windowed' would be faster at 1024
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    # HieraBackbone's default attention='exact' is the pretrained computation; 'windowed' would be
+    # faster at 1024.
+    backbone={{_base_.hiera_b_mae}},
     neck=dict(in_channels=[96, 192, 384, 768], norm_cfg=norm_cfg),
     rpn_head=dict(num_convs=2),
     roi_head=dict(

@@ -1,9 +1,4 @@
-_base_ = './mask-rcnn_hiera-t_fpn_ms-crop-3x_coco.py'
 # Hiera-S, IN1K-finetuned weights; the Hiera-T recipe otherwise.
-# Stochastic depth 0.15: our choice (grows with model size), not tuned.
-pretrained = 'hf://facebook/hiera-small-224-hf'
-model = dict(
-    backbone=dict(
-        arch='small',
-        drop_path_rate=0.15,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+_base_ = ['./mask-rcnn_hiera-t_fpn_ms-crop-3x_coco.py', '../_base_/hiera/hiera-s.py']
+pretrained = {{_base_.hiera_s_pretrained}}
+model = dict(backbone={{_base_.hiera_s}})

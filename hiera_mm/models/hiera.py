@@ -19,7 +19,7 @@ This file imports nothing but torch, so it runs without the OpenMMLab stack (e.g
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -130,7 +130,8 @@ class PooledAttention(nn.Module):
     each window, so the output map is half the input size (Hiera's stage transitions).
     """
 
-    def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: int = 1, window: int = 0):
+    def __init__(self, dim: int, dim_out: int, *, num_heads: int, q_stride: int = 1,
+                 window: int = 0):
         super().__init__()
         if dim_out % num_heads:
             raise ValueError(f'dim_out {dim_out} is not divisible by num_heads {num_heads}')
@@ -197,17 +198,20 @@ class LayerScale(nn.Module):
 class HieraBlock(nn.Module):
     """Pre-norm transformer block on NHWC maps; a stage's first block also pools and widens.
 
+    ``q_stride``, ``window``: as in ``PooledAttention``. The options without a default come from
+    ``Hiera`` (which documents them and holds their defaults), the same for every block:
     ``layer_scale``: initial LayerScale gain on both branches (None: none, no parameters).
     ``expand_proj``: widen the residual with a linear projection; if False the width must double and
     the residual becomes [max pool, mean pool] of the block input (timm's ``use_expand_proj=False``).
     """
 
-    def __init__(self, dim: int, dim_out: int, num_heads: int, mlp_ratio: float = 4.0,
-                 q_stride: int = 1, window: int = 0, drop_path_rate: float = 0.0, norm_eps: float = 1e-6,
-                 layer_scale: Optional[float] = None, expand_proj: bool = True):
+    def __init__(self, dim: int, dim_out: int, *, num_heads: int, mlp_ratio: float,
+                 norm_eps: float, layer_scale: Optional[float], expand_proj: bool,
+                 q_stride: int = 1, window: int = 0, drop_path_rate: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = PooledAttention(dim, dim_out, num_heads, q_stride, window)
+        self.attn = PooledAttention(dim, dim_out, num_heads=num_heads, q_stride=q_stride,
+                                    window=window)
         self.norm2 = nn.LayerNorm(dim_out, eps=norm_eps)
         self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio))
         # Identity when unused: no parameters, so state-dict names of the other archs stay the same.
@@ -243,9 +247,16 @@ class HieraBlock(nn.Module):
                 f'drop_path={self.drop_path_rate:.3f}')
 
 
-def _block_layout(depths, mask_unit_attn, num_q_pool, window_sizes, global_blocks, attention,
-                  pretrain_tokens, mask_unit):
-    """Per block: (stage, q_stride, window in input tokens, 0 = global).
+class BlockSpec(NamedTuple):
+    """Where a block sits and how it attends."""
+    stage: int
+    q_stride: int  # 2: pools its queries, halving the map (a stage's first block)
+    window: int  # attention window in tokens of the block's input; 0: global
+
+
+def _block_layout(*, depths, mask_unit_attn, num_q_pool, window_sizes, global_blocks, attention,
+                  pretrain_tokens, mask_unit) -> list[BlockSpec]:
+    """One ``BlockSpec`` per block.
 
     A stage's first block still attends with the previous stage's pattern (in its input, before
     pooling): Hiera's "lag by one block", which SAM2 keeps too.
@@ -256,7 +267,9 @@ def _block_layout(depths, mask_unit_attn, num_q_pool, window_sizes, global_block
             first = j == 0 and stage > 0
             in_stage = stage - 1 if first else stage  # stage whose resolution the block reads
             q_stride = 2 if first and stage <= num_q_pool else 1
-            if window_sizes is not None:  # SAM2 layout: an explicit window per stage
+            if len(layout) in global_blocks:
+                window = 0
+            elif window_sizes is not None:  # SAM2 layout: an explicit window per stage
                 window = window_sizes[in_stage]
             elif mask_unit_attn[stage] or (first and mask_unit_attn[in_stage]):
                 window = mask_unit // 2 ** in_stage
@@ -265,10 +278,45 @@ def _block_layout(depths, mask_unit_attn, num_q_pool, window_sizes, global_block
                 window = pretrain_tokens // 2 ** in_stage
             else:
                 window = 0
-            layout.append([stage, q_stride, window])
-    for g in global_blocks:
-        layout[g][2] = 0
-    return [tuple(b) for b in layout]
+            layout.append(BlockSpec(stage, q_stride, window))
+    return layout
+
+
+def _check_arch(*, depths, num_heads, mask_unit_attn, window_sizes, attention, pos_embed,
+                  drop_path_rate) -> None:
+    if len(depths) != len(num_heads) or len(depths) != len(mask_unit_attn):
+        raise ValueError(f'depths {depths}, num_heads {num_heads} and mask_unit_attn '
+                         f'{tuple(mask_unit_attn)} must have one entry per stage')
+    if attention not in ATTENTION_MODES:
+        raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{attention}'")
+    if pos_embed not in ('abs', 'abs_win'):
+        raise ValueError(f"pos_embed must be 'abs' or 'abs_win', got '{pos_embed}'")
+    if any(d < 1 for d in depths):
+        raise ValueError(f'depths {depths}: every stage needs at least one block')
+    if window_sizes is not None and len(window_sizes) != len(depths):
+        raise ValueError(f'window_sizes {tuple(window_sizes)} must have one entry per stage '
+                         f'({len(depths)})')
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+
+
+def _resolve_global_blocks(global_blocks, *, depths, attention, window_sizes) -> tuple[int, ...]:
+    """The sorted global block indices; the one place that decides their default (None)."""
+    if global_blocks is None:
+        # Windowed mode's default: one global block, the last of stage 3, so every stage-3/4
+        # token has seen the whole image before the last stage and the neck (see README). Window
+        # layouts given per stage (SAM2) name their global blocks in their arch.
+        windowed = attention == 'windowed' and window_sizes is None
+        global_blocks = (sum(depths[:3]) - 1,) if windowed else ()
+    global_blocks = tuple(sorted(set(int(g) for g in global_blocks)))
+    stage3_start, num_blocks = sum(depths[:2]), sum(depths)
+    bad = [g for g in global_blocks if not stage3_start <= g < num_blocks]
+    if bad:
+        raise ValueError(
+            f'global_blocks {bad} are not stage-3 or stage-4 blocks: with depths {depths} those '
+            f'are {stage3_start}..{num_blocks - 1} (indices count blocks over the whole network '
+            'from 0, as SAM2 does)')
+    return global_blocks
 
 
 class Hiera(nn.Module):
@@ -282,7 +330,8 @@ class Hiera(nn.Module):
             that were global attend within windows of the 224-pixel grid (14x14 tokens in stage 3,
             7x7 in stage 4), except ``global_blocks``. Both are identical at 224x224.
         global_blocks: block indices over the whole network (from 0) that attend globally. Only
-            stage-3 and stage-4 blocks may be named.
+            stage-3 and stage-4 blocks may be named. None: the last stage-3 block in 'windowed'
+            mode without ``window_sizes``, else none (``build_hiera`` keeps an arch's own list).
         window_sizes: per-stage window sizes (SAM2 trunks); overrides the mask-unit layout.
         pos_embed: 'abs' (one learned map of the 224 token grid, resized bicubically to the input
             grid as transformers' ``interpolate_pos_encoding`` does) or 'abs_win' (SAM2, timm's
@@ -311,41 +360,16 @@ class Hiera(nn.Module):
                  layer_scale: Optional[float] = None, expand_proj: bool = True):
         super().__init__()
         depths, num_heads = tuple(depths), tuple(num_heads)
-        if len(depths) != len(num_heads) or len(depths) != len(mask_unit_attn):
-            raise ValueError(f'depths {depths}, num_heads {num_heads} and mask_unit_attn '
-                             f'{tuple(mask_unit_attn)} must have one entry per stage')
-        if attention not in ATTENTION_MODES:
-            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{attention}'")
-        if pos_embed not in ('abs', 'abs_win'):
-            raise ValueError(f"pos_embed must be 'abs' or 'abs_win', got '{pos_embed}'")
-        if any(d < 1 for d in depths):
-            raise ValueError(f'depths {depths}: every stage needs at least one block')
-        if window_sizes is not None and len(window_sizes) != len(depths):
-            raise ValueError(f'window_sizes {tuple(window_sizes)} must have one entry per stage '
-                             f'({len(depths)})')
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
-        num_blocks = sum(depths)
-        stage_ends = [sum(depths[:i + 1]) - 1 for i in range(len(depths))]
-        stage3_start = sum(depths[:2])
-        if global_blocks is None:
-            # Windowed mode's default: one global block, the last of stage 3, so every stage-3/4
-            # token has seen the whole image before the last stage and the neck (see README).
-            global_blocks = (stage_ends[2],) if attention == 'windowed' and window_sizes is None else ()
-        global_blocks = tuple(sorted(set(int(g) for g in global_blocks)))
-        bad = [g for g in global_blocks if not stage3_start <= g < num_blocks]
-        if bad:
-            raise ValueError(
-                f'global_blocks {bad} are not stage-3 or stage-4 blocks: with depths {depths} those '
-                f'are {stage3_start}..{num_blocks - 1} (indices count blocks over the whole network '
-                'from 0, as SAM2 does)')
-
+        _check_arch(depths=depths, num_heads=num_heads, mask_unit_attn=mask_unit_attn,
+                    window_sizes=window_sizes, attention=attention, pos_embed=pos_embed,
+                    drop_path_rate=drop_path_rate)
         self.embed_dim = embed_dim
         self.depths = depths
         self.num_heads = num_heads
         self.attention = attention
-        self.global_blocks = global_blocks
-        self.stage_ends = stage_ends
+        self.global_blocks = _resolve_global_blocks(global_blocks, depths=depths,
+                                                    attention=attention, window_sizes=window_sizes)
+        self.stage_ends = [sum(depths[:i + 1]) - 1 for i in range(len(depths))]
         self.num_features = [int(embed_dim * 2 ** i) for i in range(len(depths))]
         self.with_cp = with_cp
         self.pos_embed_type = pos_embed
@@ -362,18 +386,20 @@ class Hiera(nn.Module):
             self.pos_embed_window = nn.Parameter(torch.zeros(1, embed_dim, win, win))
         else:
             self.pos_embed_window = None
-
         self._pos_embed_cache = None  # (key, embedding) of the last inference size
-        layout = _block_layout(depths, mask_unit_attn, num_q_pool, window_sizes, global_blocks,
-                               attention, pretrain_size // self.patch_stride, mask_unit_size)
-        rates = torch.linspace(0, drop_path_rate, num_blocks).tolist()
-        self.blocks = nn.ModuleList()
-        dim = embed_dim
-        for i, (stage, q_stride, window) in enumerate(layout):
-            dim_out = self.num_features[stage]
-            self.blocks.append(HieraBlock(dim, dim_out, num_heads[stage], mlp_ratio, q_stride,
-                                          window, rates[i], norm_eps, layer_scale, expand_proj))
-            dim = dim_out
+
+        layout = _block_layout(depths=depths, mask_unit_attn=mask_unit_attn, num_q_pool=num_q_pool,
+                               window_sizes=window_sizes, global_blocks=self.global_blocks,
+                               attention=attention, mask_unit=mask_unit_size,
+                               pretrain_tokens=pretrain_size // self.patch_stride)
+        rates = torch.linspace(0, drop_path_rate, len(layout)).tolist()
+        dims = [embed_dim] + [self.num_features[spec.stage] for spec in layout]
+        self.blocks = nn.ModuleList(
+            HieraBlock(dims[i], dims[i + 1], num_heads=num_heads[spec.stage],
+                       q_stride=spec.q_stride, window=spec.window, drop_path_rate=rates[i],
+                       mlp_ratio=mlp_ratio, norm_eps=norm_eps, layer_scale=layer_scale,
+                       expand_proj=expand_proj)
+            for i, spec in enumerate(layout))
 
     def resized_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Position embedding for a token grid, NHWC (1, h, w, C)."""
@@ -449,9 +475,8 @@ def build_hiera(arch='tiny', **kwargs) -> Hiera:
         settings = dict(arch)
     else:
         raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
-    if settings.get('window_sizes') is not None and kwargs.get('global_blocks') is None:
-        kwargs.pop('global_blocks', None)  # SAM2 trunks keep their own global blocks by default
-    elif 'global_blocks' in kwargs:
-        settings.pop('global_blocks', None)
+    if kwargs.get('global_blocks') is None:
+        # None leaves the arch's own global blocks (SAM2's) or else Hiera's default in force.
+        kwargs.pop('global_blocks', None)
     settings.update(kwargs)
     return Hiera(**settings)

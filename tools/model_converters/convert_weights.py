@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert a Hiera checkpoint in any supported layout to hiera_mm's backbone layout.
 
-    python tools/convert_weights.py SRC DST [--arch tiny]
+    python tools/model_converters/convert_weights.py SRC DST [--arch tiny]
 
 SRC: an ``hf://org/name`` hub id, a save_pretrained folder, or a FAIR / timm / transformers /
 SAM2 / hiera_mm checkpoint file. DST: ``.safetensors`` (preferred) or ``.pth`` holding only
@@ -13,8 +13,10 @@ import os
 import sys
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/, for _common
+from _common import add_checkout_to_path  # noqa: E402
 
+add_checkout_to_path()
 from hiera_mm.checkpoints import convert_state_dict, guess_arch, read_state_dict  # noqa: E402
 
 

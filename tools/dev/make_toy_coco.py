@@ -19,9 +19,9 @@ Colours are random and independent of the class: the class is the shape.
 
 Usage::
 
-    python tools/make_toy_coco.py --out data/toy_coco --num-train 64 --num-val 16 --size 256
+    python tools/dev/make_toy_coco.py --out data/toy_coco --num-train 64 --num-val 16 --size 256
 
-or from python (``sys.path.insert(0, 'tools')``)::
+or from python (``sys.path.insert(0, 'tools/dev')``)::
 
     from make_toy_coco import make_toy_coco, class_names
     info = make_toy_coco('data/toy_coco', num_train=64, num_val=16)
@@ -288,7 +288,7 @@ def _split(out_dir, split, split_id, num_images, params):
             ))
     coco = dict(
         info=dict(description=f'hiera_mm toy shapes ({split})', version=str(FORMAT_VERSION),
-                  year=2024, contributor='tools/make_toy_coco.py'),
+                  year=2024, contributor='tools/dev/make_toy_coco.py'),
         licenses=[],
         images=images,
         annotations=annotations,

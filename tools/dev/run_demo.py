@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The README's main job (``make demo``): Hiera-T Mask R-CNN trained and evaluated end to end.
 
-1. makes the toy shapes dataset (tools/make_toy_coco.py) under data/toy_coco;
+1. makes the toy shapes dataset (tools/dev/make_toy_coco.py) under data/toy_coco;
 2. trains configs/toy/mask-rcnn_hiera-t_fpn_toy.py with tools/train.py, from the real IN1K
    weights when they are in the local Hugging Face cache, otherwise from random init (said so);
 3. evaluates the checkpoint with tools/test.py (mmdet's CocoMetric: bbox and segm AP);
@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/, for demo.py
+from _common import REPO_ROOT as ROOT  # noqa: E402
+
 CONFIG = osp.join(ROOT, 'configs/toy/mask-rcnn_hiera-t_fpn_toy.py')
 PRETRAINED = 'facebook/hiera-tiny-224-hf'
 # Dataset of the demo (and of the end-to-end test): big shapes, 128 px, quick to learn.

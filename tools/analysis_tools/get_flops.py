@@ -2,8 +2,8 @@
 """FLOPs and parameter count of a detector (as MMDetection 3.3's analysis_tools/get_flops.py:
 ``mmengine.analysis.get_model_complexity_info`` on the model's ``tensor``-mode forward).
 
-    python tools/get_flops.py CONFIG [--shape H W | --shape S] [--num-images N]
-                              [--cfg-options k=v ...] [--show-table]
+    python tools/analysis_tools/get_flops.py CONFIG [--shape H W | --shape S] [--num-images N]
+                                             [--cfg-options k=v ...] [--show-table]
 
 With ``--shape`` a dummy image of that size (padded to the data preprocessor's
 ``pad_size_divisor``) is used and no dataset is needed. Without it, like mmdet, the first
@@ -14,7 +14,7 @@ import os.path as osp
 import sys
 import tempfile
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/, for _common
 from _common import CFG_OPTIONS_HELP, import_hiera_mm  # noqa: E402
 
 import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
