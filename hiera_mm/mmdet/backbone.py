@@ -35,7 +35,8 @@ class HieraBackbone(BaseModule):
             blocks attend within windows of the 224 grid, except ``global_blocks``).
         global_blocks (Sequence[int], optional): blocks (counted over the network from 0) that
             attend globally. Default: none in 'exact' mode (where stage 3-4 blocks are global
-            anyway), the last stage-3 block in 'windowed' mode; SAM2 archs keep SAM2's.
+            anyway), the last stage-3 block in 'windowed' mode; SAM2 archs (and arch dicts
+            that name their own) keep theirs.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)`` with an
             ``hf://`` hub id, a save_pretrained folder or a .safetensors/.bin/.pth file in any
             layout of ``hiera_mm.checkpoints``.
