@@ -8,6 +8,7 @@ tools/test.py).
 
 Several processes: ``tools/dist_test.sh CONFIG CHECKPOINT N``.
 """
+import argparse
 import copy
 import os.path as osp
 import sys
@@ -15,14 +16,12 @@ import warnings
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _common import (add_common_args, build_runner, finish_args,  # noqa: E402
-                     import_hiera_mm, limit_dynamo_recompiles, load_config)
+                     import_hiera_mm, load_config)
 
 import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
-from hiera_mm.mmdet.compat import prepare_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
-    import argparse
     parser = argparse.ArgumentParser(description='MMDet test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -99,10 +98,7 @@ def add_dump_metric(runner, out_file):
 
 def main(argv=None):
     args = parse_args(argv)
-    limit_dynamo_recompiles()
-    cfg = config_from_args(args)
-    prepare_distributed(cfg, args.launcher)
-    runner = build_runner(cfg)
+    runner = build_runner(config_from_args(args))
     if args.out is not None:
         add_dump_metric(runner, args.out)
     metrics = runner.test()

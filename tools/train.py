@@ -16,10 +16,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _common import (add_common_args, build_runner, finish_args,  # noqa: E402
-                     import_hiera_mm, limit_dynamo_recompiles, load_config)
+                     import_hiera_mm, load_config)
 
 import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
-from hiera_mm.mmdet.compat import prepare_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -79,10 +78,7 @@ def config_from_args(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    limit_dynamo_recompiles()
-    cfg = config_from_args(args)
-    prepare_distributed(cfg, args.launcher)
-    runner = build_runner(cfg)
+    runner = build_runner(config_from_args(args))
     runner.train()
     return runner
 

@@ -48,7 +48,7 @@ def load_local_checkpoint(filename: str, map_location=None):
                 f"'{filename}' holds Python objects besides tensors (an mmengine training "
                 'checkpoint). hiera_mm unpickles those only from the work dir or from a path '
                 'given for resuming or testing (--resume PATH, test.py CONFIG CHECKPOINT, '
-                'load_from); extract the weights with tools/convert_weights.py otherwise.') from err
+                'load_from); extract the weights with tools/model_converters/convert_weights.py otherwise.') from err
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
