@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PY_OLDEST := .venv-oldest/bin/python
 export OMP_NUM_THREADS ?= 2
-# What runs again in .venv-oldest (torch 2.1.2, mmengine 0.10.0, transformers 4.43.0): the model
+# What runs again in .venv-oldest (torch 2.1.2, mmengine 0.10.0, transformers 4.45.0): the model
 # and its parity, checkpoints, layer decay, configs, swap, stock launchers, the torch-only core.
 OLDEST_TESTS := tests/test_backbone.py tests/test_checkpoints.py tests/test_layer_decay.py \
 	tests/test_configs.py tests/test_swap_backbone.py tests/test_stock_tools.py \

@@ -33,7 +33,7 @@ oldest)
     TORCHVISION_VERSION=0.16.2
     MMCV_CXX_STD=c++17  # mmcv's own flag; torch 2.1 was its newest torch
     # torch 2.1 was built against numpy 1.x; opencv-python >= 4.11 needs numpy 2.
-    STACK_PINS=(mmengine==0.10.0 mmdet==3.3.0 transformers==4.43.0 'numpy<2' 'opencv-python<4.11')
+    STACK_PINS=(mmengine==0.10.0 mmdet==3.3.0 transformers==4.45.0 'numpy<2' 'opencv-python<4.11')
     EXTRAS='mmdet,tests'
     ;;
 *)
