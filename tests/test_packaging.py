@@ -1,8 +1,8 @@
 """The wheel, installed as a user installs it: into an environment that already has the stack.
 
-The wheel is built once and installed (``hiera_mm[mmdet]``) into a ``--system-site-packages``
-environment layered on ``.venv-oldest`` (the tested floors); no package of that environment may
-change. From there, outside the checkout, the shipped configs are found and used.
+The wheel is built once and installed (``hiera_mm[mmdet]``) into an environment layered on
+``.venv-oldest`` (the tested floors: its packages are visible and count as installed); no package
+of that environment may change. From there, outside the checkout, the shipped configs are found and used.
 """
 import os
 import os.path as osp
@@ -56,8 +56,16 @@ def layered_env(tmp_path_factory):
          '-w', str(tmp / 'dist'), str(src)], tmp)
     wheel, = (tmp / 'dist').glob('hiera_mm-*.whl')
     env_dir = tmp / 'layer'
-    run([OLDEST_PYTHON, '-m', 'venv', '--system-site-packages', str(env_dir)], tmp)
+    run([OLDEST_PYTHON, '-m', 'venv', str(env_dir)], tmp)
     python = str(env_dir / 'bin' / 'python')
+    # A venv made from a venv takes the *base* interpreter's site-packages as its system ones;
+    # a .pth file layers it on .venv-oldest's instead (they come after its own on sys.path, and
+    # pip sees them as installed, as in a user's environment).
+    site = run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'], tmp)
+    oldest_site = run([OLDEST_PYTHON, '-c',
+                       'import sysconfig; print(sysconfig.get_paths()["purelib"])'], tmp)
+    with open(osp.join(site.strip(), 'layer_on_oldest.pth'), 'w') as f:
+        f.write(oldest_site.strip() + '\n')
     before = freeze(python, tmp)
     install_log = run([python, '-m', 'pip', 'install', '--disable-pip-version-check',
                        f'{wheel}[mmdet]'], tmp)
