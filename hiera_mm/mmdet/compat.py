@@ -32,8 +32,9 @@ def load_local_checkpoint(filename: str, map_location=None):
     objects that pickle numpy arrays and ``getattr`` calls) and loads them with torch's default,
     which is ``weights_only=True`` since torch 2.6, so ``--resume`` and ``load_from`` fail.
     Unpickling arbitrary objects is only safe for files the user vouched for: we read tensors
-    only, and fall back to a full load solely for files in the run's work dir or given on the
-    command line (``--resume PATH``, ``test.py CONFIG CHECKPOINT``, ``load_from``). Can go once
+    only, and fall back to a full load solely for files in the run's work dir or given to the run
+    (``--resume PATH``, ``test.py CONFIG CHECKPOINT``, ``load_from``), which
+    ``TrustRunCheckpointsHook`` trusts before anything is loaded. Can go once
     mmengine stores plain tensors and containers or passes ``weights_only`` itself.
     """
     import pickle
@@ -48,7 +49,8 @@ def load_local_checkpoint(filename: str, map_location=None):
                 f"'{filename}' holds Python objects besides tensors (an mmengine training "
                 'checkpoint). hiera_mm unpickles those only from the work dir or from a path '
                 'given for resuming or testing (--resume PATH, test.py CONFIG CHECKPOINT, '
-                'load_from); extract the weights with tools/model_converters/convert_weights.py otherwise.') from err
+                'load_from); extract the weights with '
+                'tools/model_converters/convert_weights.py otherwise.') from err
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
