@@ -1,5 +1,5 @@
 """Two-process training on the CPU (``tools/dist_train.sh CONFIG 2``: torchrun, gloo, mmengine's
-``pytorch`` launcher made CPU-capable by ``hiera_mm.mmdet.compat.prepare_distributed``).
+``pytorch`` launcher made CPU-capable by ``hiera_mm.openmmlab.compat.prepare_distributed``).
 
 One SGD step of a tiny RetinaNet Hiera on two toy images, one per process, must give the weights
 of one step with the average of the two images' gradients, computed here in a single process from

@@ -15,8 +15,7 @@ from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 
 from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
-from hiera_mm.mmdet.layer_decay import (HieraLayerDecayOptimizerConstructor,
-                                         get_hiera_layer_id)
+from hiera_mm.mmdet import HieraLayerDecayOptimizerConstructor, get_hiera_layer_id
 
 DIM = 8
 STAGE_ENDS = [0, 2, 4, 5]  # depths [1, 2, 2, 1]

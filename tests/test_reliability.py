@@ -229,7 +229,7 @@ def test_resume_after_sigkill_continues_where_the_checkpoint_left_off(tmp_path, 
     assert adam_steps(killed['optimizer']) == {k}
 
     # torch >= 2.6 refuses the training checkpoint by default (weights_only=True): resuming
-    # below goes through hiera_mm.mmdet.compat.load_local_checkpoint, trusted for the work dir.
+    # below goes through hiera_mm.openmmlab.compat.load_local_checkpoint, trusted for the work dir.
     from packaging.version import Version
     if Version(torch.__version__.split('+')[0]) >= Version('2.6'):
         with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):

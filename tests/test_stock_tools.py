@@ -57,7 +57,7 @@ def test_our_train_entry_and_runner_from_cfg_register_the_same_hooks(tmp_path, m
 def test_checkpoint_loader_is_replaced_only_where_torch_needs_it():
     from mmengine.runner import CheckpointLoader
 
-    import hiera_mm.mmdet.compat as compat
+    import hiera_mm.openmmlab.compat as compat
     local = CheckpointLoader._schemes['']
     if compat.torch_loads_weights_only_by_default():
         assert local is compat.load_local_checkpoint

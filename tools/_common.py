@@ -78,8 +78,8 @@ def load_config(config, cfg_options=None, launcher='none', work_dir=None):
 def build_runner(cfg):
     """The default mmengine ``Runner``, or the registered one named by ``cfg.runner_type``, for
     ``cfg.launcher`` (a CPU-only machine gets a gloo process group, see
-    ``hiera_mm.mmdet.compat.prepare_distributed``)."""
-    from hiera_mm.mmdet.compat import prepare_distributed
+    ``hiera_mm.openmmlab.compat.prepare_distributed``)."""
+    from hiera_mm.openmmlab.compat import prepare_distributed
     limit_dynamo_recompiles()
     prepare_distributed(cfg, cfg.get('launcher', 'none'))
     if 'runner_type' not in cfg:

@@ -52,7 +52,7 @@ def build_inferencer(config, weights=None, device=None):
     """
     from mmengine.config import Config
     from mmdet.apis import DetInferencer
-    from hiera_mm.mmdet.compat import trust_checkpoint_location
+    from hiera_mm.openmmlab.compat import trust_checkpoint_location
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     trust_checkpoint_location(weights)  # the user named this checkpoint
     inferencer = DetInferencer(model=cfg, weights=weights, device=device, show_progress=False)

@@ -139,7 +139,7 @@ def build_hiera_trunk(arch, attention='exact', global_blocks=None, with_cp=False
 def _hiera_mm(name, path, args, with_cp):
     attention, global_blocks = HIERA_CONTENDERS[name]
     if args.mm_backbone:
-        from ..mmdet.backbone import HieraBackbone
+        from ..openmmlab.backbone import HieraBackbone
         model = HieraBackbone(arch=args.arch, attention=attention, global_blocks=global_blocks,
                               with_cp=with_cp)
         init_quietly(model)

@@ -4,12 +4,19 @@
 * ``HieraLayerDecayOptimizerConstructor`` in ``OPTIM_WRAPPER_CONSTRUCTORS``;
 * ``FiniteLossHook``, ``AtomicCheckpointHook`` and ``TrustRunCheckpointsHook`` in ``HOOKS``;
 * on torch >= 2.6 only, mmengine's local checkpoint loader that reads the run's own training
-  checkpoints (``hiera_mm.mmdet.compat``).
+  checkpoints (``hiera_mm.openmmlab.compat``).
+
+The classes live in ``hiera_mm.openmmlab`` (shared with ``hiera_mm.mmseg``); this package adds
+the detection-only parts (the swap tool's planner, the Mask R-CNN benchmark step).
 """
-from . import compat  # noqa: F401  (first: the loader must be in place before a run loads anything)
-from .backbone import HieraBackbone
-from .hooks import AtomicCheckpointHook, FiniteLossHook, TrustRunCheckpointsHook
-from .layer_decay import HieraLayerDecayOptimizerConstructor, get_hiera_layer_id
+from mmdet.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
+from ..openmmlab import (AtomicCheckpointHook, FiniteLossHook, HieraBackbone,
+                         HieraLayerDecayOptimizerConstructor, TrustRunCheckpointsHook, compat,
+                         get_hiera_layer_id, register_into)
+
+register_into(models=MODELS, optim_wrapper_constructors=OPTIM_WRAPPER_CONSTRUCTORS, hooks=HOOKS)
 
 __all__ = ['AtomicCheckpointHook', 'FiniteLossHook', 'HieraBackbone',
-           'HieraLayerDecayOptimizerConstructor', 'TrustRunCheckpointsHook', 'get_hiera_layer_id']
+           'HieraLayerDecayOptimizerConstructor', 'TrustRunCheckpointsHook', 'compat',
+           'get_hiera_layer_id']

@@ -18,7 +18,7 @@ from .render import (Change, Fields, Statement, base_reference, config_text, hea
 GENERATOR = 'tools/swap_backbone.py'
 IMPORT = 'hiera_mm.mmdet'  # registers HieraBackbone and the hooks into mmdet
 # What every Hiera run declares, so that all launchers (ours, mmdet's tools, mim, Runner.from_cfg)
-# register the same hooks (hiera_mm.mmdet.hooks).
+# register the same hooks (hiera_mm.openmmlab.hooks).
 RUN_HOOKS = ('FiniteLossHook', 'TrustRunCheckpointsHook')
 NORMALISATION_KEYS = {'mean', 'std', 'bgr_to_rgb'}
 

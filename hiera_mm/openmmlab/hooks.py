@@ -9,17 +9,14 @@ from mmengine.dist import all_reduce, is_distributed, is_main_process
 from mmengine.fileio import LocalBackend, get_file_backend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
 
-from mmdet.registry import HOOKS
-
 from .compat import trust_checkpoint_location
 
 
-@HOOKS.register_module()
 class TrustRunCheckpointsHook(Hook):
     """Let the run read back its own full training checkpoints on torch >= 2.6.
 
     mmengine's training checkpoints hold pickled Python objects besides tensors, which torch
-    >= 2.6 refuses to load by default; ``hiera_mm.mmdet.compat`` reads them only from trusted
+    >= 2.6 refuses to load by default; ``hiera_mm.openmmlab.compat`` reads them only from trusted
     places. Before the runner loads or resumes anything, this hook trusts the run's work dir
     and the checkpoint the run was given (``load_from``, ``--resume PATH``, test.py's
     CHECKPOINT): the trust comes from the config and the runner, whichever tool started it.
@@ -33,7 +30,6 @@ class TrustRunCheckpointsHook(Hook):
         trust_checkpoint_location(getattr(runner, '_load_from', None))
 
 
-@HOOKS.register_module()
 class FiniteLossHook(Hook):
     """Stop training at the first iteration whose loss is NaN or infinite.
 
@@ -96,7 +92,6 @@ class DurableLocalBackend(LocalBackend):
         _fsync(osp.dirname(filepath))
 
 
-@HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same options), safe against kills and power losses.
 

@@ -1,4 +1,4 @@
-"""Narrow fixes for the supported stack (mmengine 0.10, mmdet 3.3), each applied only where needed.
+"""Narrow fixes for the supported stack (mmengine 0.10 under mmdet 3.3 and mmseg 1.2), each applied only where needed.
 
 Nothing here edits installed files; each fix says when it applies and when it can go.
 """

@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay for a Hiera backbone inside an MMDetection detector.
+"""Layer-wise learning-rate decay for a Hiera backbone inside an OpenMMLab model (mmdet, mmseg).
 
 ``HieraLayerDecayOptimizerConstructor`` extends mmengine's ``DefaultOptimWrapperConstructor``:
 the default logic first decides every parameter's lr / weight decay (``custom_keys``,
@@ -27,7 +27,6 @@ Layer ``i`` gets ``lr_scale = layer_decay_rate ** (L + 1 - i)``, so the neck and
 the configured lr and the patch embedding at ``lr * layer_decay_rate ** (L + 1)``.
 """
 import math
-import re
 from collections import OrderedDict
 from numbers import Real
 from typing import Dict, List, Optional, Sequence
@@ -37,12 +36,9 @@ from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
-from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from ..models.stages import hiera_layer_id
 
 __all__ = ['HieraLayerDecayOptimizerConstructor', 'get_hiera_layer_id']
-
-_BLOCK_RE = re.compile(r'^backbone\.trunk\.blocks\.(\d+)(?:\.|$)')
-_OUT_NORM_RE = re.compile(r'^backbone\.out_norms\.stage(\d+)(?:\.|$)')
 
 
 def _strip_wrapper_prefix(param_name: str) -> str:
@@ -53,7 +49,7 @@ def _strip_wrapper_prefix(param_name: str) -> str:
 
 
 def get_hiera_layer_id(param_name: str, num_blocks: int, stage_ends: Sequence[int]) -> int:
-    """Return the layer-decay layer id of a detector parameter with a Hiera backbone.
+    """Return the layer-decay layer id of a model parameter with a Hiera backbone.
 
     Args:
         param_name: full parameter name in the detector, e.g.
@@ -67,27 +63,11 @@ def get_hiera_layer_id(param_name: str, num_blocks: int, stage_ends: Sequence[in
         for everything else.
     """
     name = _strip_wrapper_prefix(param_name)
-    top = num_blocks + 1
-    if name.startswith(('backbone.trunk.patch_embed.', 'backbone.trunk.pos_embed')):
-        return 0
-    match = _BLOCK_RE.match(name)
-    if match is not None:
-        block = int(match.group(1))
-        if block >= num_blocks:
-            raise ValueError(f'{param_name!r} refers to block {block}, but the trunk has only '
-                             f'{num_blocks} blocks')
-        return block + 1
-    match = _OUT_NORM_RE.match(name)
-    if match is not None:
-        stage = int(match.group(1))
-        if not 1 <= stage <= len(stage_ends):
-            raise ValueError(f'{param_name!r} refers to stage {stage}, but stage_ends '
-                             f'{list(stage_ends)} describes {len(stage_ends)} stages (1-based)')
-        return min(int(stage_ends[stage - 1]) + 2, top)
-    return top
+    if name.startswith('backbone.'):
+        return hiera_layer_id(name[len('backbone.'):], num_blocks, stage_ends)
+    return num_blocks + 1
 
 
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class HieraLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """``DefaultOptimWrapperConstructor`` plus layer-wise lr decay over a Hiera trunk.
 

@@ -1,23 +1,44 @@
-"""``HieraBackbone``: the Hiera trunk with MMDetection's backbone conventions around it."""
+"""``HieraStages``: the Hiera trunk with the backbone conventions every framework shares.
+
+Stage selection, a LayerNorm per emitted stage, frozen stages, padding to whole mask units and
+pretrained loading from any checkpoint layout. Plain torch: each framework's backbone subclasses
+this and adds only its own conventions (mmengine's ``init_cfg``, Detectron2's ``output_shape``),
+so the parameter names (``trunk.*``, ``out_norms.stage{s}.*``) are the same in every framework.
+"""
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from torch import nn
 
-from mmdet.registry import MODELS
+# A module import: hiera_mm.checkpoints itself imports hiera_mm.models (the arch table).
+from .. import checkpoints
+from .hiera import build_hiera
 
-from ..checkpoints import CheckpointError, convert_state_dict, guess_arch, read_state_dict
-from ..models.hiera import ARCH_SETTINGS, build_hiera
+
+@dataclass
+class LoadReport:
+    """What ``HieraStages.load_pretrained`` did with a checkpoint."""
+    source: str
+    layout: str
+    trunk_tensors: int
+    dropped: list = field(default_factory=list)
+    newly_initialised: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        heads = sorted({k.split('.')[0] for k in self.dropped})
+        return (f"loaded '{self.source}' (layout '{self.layout}', {self.trunk_tensors} trunk "
+                f'tensors). Dropped {len(self.dropped)} tensors that are not part of the trunk '
+                f"({', '.join(heads) or 'none'}). Newly initialised (missing in the checkpoint): "
+                f"{', '.join(self.newly_initialised) or 'none'}.")
 
 
-@MODELS.register_module()
-class HieraBackbone(BaseModule):
-    """Hiera as a detection backbone: stage maps at strides 4, 8, 16, 32 (NCHW).
+class HieraStages(nn.Module):
+    """Hiera stage maps at strides 4, 8, 16, 32 (NCHW), for any input size.
 
     Args:
         arch (str | dict): 'tiny', 'small', 'base', 'base_plus', 'large', 'huge', a SAM2 trunk
@@ -37,16 +58,13 @@ class HieraBackbone(BaseModule):
             attend globally. Default: none in 'exact' mode (where stage 3-4 blocks are global
             anyway), the last stage-3 block in 'windowed' mode; SAM2 archs (and arch dicts
             that name their own) keep theirs.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)`` with an
-            ``hf://`` hub id, a save_pretrained folder or a .safetensors/.bin/.pth file in any
-            layout of ``hiera_mm.checkpoints``.
     """
 
     def __init__(self, arch: Union[str, dict] = 'tiny', out_indices: Sequence[int] = (0, 1, 2, 3),
                  out_norm: bool = True, frozen_stages: int = -1, drop_path_rate: float = 0.0,
                  with_cp: bool = False, attention: str = 'exact',
-                 global_blocks: Optional[Sequence[int]] = None, init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
+                 global_blocks: Optional[Sequence[int]] = None):
+        super().__init__()  # cooperative: a framework base class may follow in the MRO
         self.arch = arch if isinstance(arch, str) else 'custom'
         self.trunk = build_hiera(arch, attention=attention, global_blocks=global_blocks,
                                  drop_path_rate=drop_path_rate, with_cp=with_cp)
@@ -64,6 +82,7 @@ class HieraBackbone(BaseModule):
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.out_channels = [self.trunk.num_features[i] for i in out_indices]
+        self.out_strides = [self.trunk.patch_stride * 2 ** i for i in out_indices]
         self.out_norms = nn.ModuleDict({
             f'stage{i + 1}': nn.LayerNorm(self.trunk.num_features[i], eps=1e-6)
             for i in out_indices}) if out_norm else None
@@ -91,27 +110,18 @@ class HieraBackbone(BaseModule):
             module.eval()
             module.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> 'HieraBackbone':
+    def train(self, mode: bool = True):
         super().train(mode)
         self._freeze_stages()
         return self
 
     # ------------------------------------------------------------------------------------------
-    def init_weights(self) -> None:
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            if 'checkpoint' not in cfg:
-                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint' "
-                                 "(e.g. 'hf://facebook/hiera-tiny-224-hf')")
-            self.load_pretrained(cfg['checkpoint'])
-            self._is_init = True
-            return
-        self.trunk.init_weights()
-        super().init_weights()
+    def load_pretrained(self, source: str) -> LoadReport:
+        """Load trunk weights (and out norms, if the checkpoint has ours) from any layout.
 
-    def load_pretrained(self, source: str) -> None:
-        """Load trunk weights from any supported layout; log what was mapped, dropped, missing."""
-        conv = convert_state_dict(read_state_dict(source))
+        Raises ``CheckpointError`` naming the arch the checkpoint looks like when it does not fit.
+        """
+        conv = checkpoints.convert_state_dict(checkpoints.read_state_dict(source))
         trunk_state = conv['trunk']
         self._check_fits(trunk_state, source)
         if tuple(trunk_state['pos_embed'].shape) != tuple(self.trunk.pos_embed.shape):
@@ -129,13 +139,9 @@ class HieraBackbone(BaseModule):
                     norm.load_state_dict(own)
                 else:
                     missing_norms.append(f'out_norms.{name}')
-        dropped = conv['dropped']
-        heads = sorted({k.split('.')[0] for k in dropped})
-        print_log(
-            f"HieraBackbone: loaded '{source}' (layout '{conv['layout']}', "
-            f'{len(trunk_state)} trunk tensors). Dropped {len(dropped)} tensors that are not part '
-            f"of the trunk ({', '.join(heads) or 'none'}). Newly initialised (missing in the "
-            f"checkpoint): {', '.join(missing_norms) or 'none'}.", logger='current')
+        return LoadReport(source=str(source), layout=conv['layout'],
+                          trunk_tensors=len(trunk_state), dropped=list(conv['dropped']),
+                          newly_initialised=missing_norms)
 
     def _check_fits(self, trunk_state: dict, source: str) -> None:
         own = self.trunk.state_dict()
@@ -148,7 +154,7 @@ class HieraBackbone(BaseModule):
         unexpected = sorted(set(trunk_state) - set(own))
         if not (mismatched or missing or unexpected):
             return
-        looks_like = guess_arch(trunk_state)
+        looks_like = checkpoints.guess_arch(trunk_state)
         problems = []
         if mismatched:
             problems.append(f'{len(mismatched)} shape mismatches, e.g. ' + '; '.join(mismatched[:3]))
@@ -161,18 +167,35 @@ class HieraBackbone(BaseModule):
                 f"arch '{self.arch}': set arch='{looks_like}'."
                 if looks_like and looks_like != self.arch else
                 'The file may be truncated or from another model.')
-        raise CheckpointError(f"checkpoint '{source}' does not fit HieraBackbone(arch="
-                              f"'{self.arch}'): {'. '.join(problems)}. {hint}")
+        raise checkpoints.CheckpointError(
+            f"checkpoint '{source}' does not fit {type(self).__name__}(arch="
+            f"'{self.arch}'): {'. '.join(problems)}. {hint}")
+
+    # ------------------------------------------------------------------------------------------
+    def layer_id(self, name: str) -> int:
+        """Layer-wise lr decay id of a parameter, named relative to this module.
+
+        0 for the patch and position embeddings, ``g + 1`` for block ``g`` (counted over all
+        stages), one above its stage's last block for ``out_norms.stage{s}``, and ``L + 1``
+        (``L`` = number of blocks) for anything else.
+        """
+        return hiera_layer_id(name, len(self.trunk.blocks), self.trunk.stage_ends)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of layer-decay layers, ids ``0 .. L + 1``."""
+        return len(self.trunk.blocks) + 2
 
     # ------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         in_chans = self.trunk.patch_embed.proj.in_channels
         if x.dim() != 4 or x.shape[1] != in_chans or min(x.shape[2:]) < 1:
-            raise ValueError(f'HieraBackbone expects images as a (B, {in_chans}, H, W) tensor with '
-                             f'H, W >= 1, got shape {tuple(x.shape)}')
+            raise ValueError(f'{type(self).__name__} expects images as a (B, {in_chans}, H, W) '
+                             f'tensor with H, W >= 1, got shape {tuple(x.shape)}')
         if not x.is_floating_point():
-            raise TypeError(f'HieraBackbone expects a floating point tensor, got {x.dtype}: '
-                            'normalise the images first (mmdet does in its data_preprocessor)')
+            raise TypeError(f'{type(self).__name__} expects a floating point tensor, got '
+                            f'{x.dtype}: normalise the images first (the framework\'s '
+                            'preprocessor does)')
         # Pad bottom/right to whole mask units; outputs cover the padded size (as mmdet's Swin).
         d = self.trunk.size_divisor
         pad_h, pad_w = (-x.shape[2]) % d, (-x.shape[3]) % d
@@ -188,4 +211,36 @@ class HieraBackbone(BaseModule):
         return tuple(outs)
 
 
-__all__ = ['HieraBackbone', 'ARCH_SETTINGS', 'CheckpointError']
+_BLOCK_RE = re.compile(r'^trunk\.blocks\.(\d+)(?:\.|$)')
+_OUT_NORM_RE = re.compile(r'^out_norms\.stage(\d+)(?:\.|$)')
+
+
+def hiera_layer_id(name: str, num_blocks: int, stage_ends: Sequence[int]) -> int:
+    """Layer-decay id of a ``HieraStages`` parameter named relative to the backbone module.
+
+    ``trunk.patch_embed.*`` and ``trunk.pos_embed*``: 0; ``trunk.blocks.{g}.*``: ``g + 1``;
+    ``out_norms.stage{s}.*``: ``stage_ends[s - 1] + 2`` (the norm on the last stage lands in
+    ``L + 1``); anything else: ``L + 1``. A decay rate ``r`` then scales layer ``i``'s lr by
+    ``r ** (L + 1 - i)``.
+    """
+    top = num_blocks + 1
+    if name.startswith(('trunk.patch_embed.', 'trunk.pos_embed')):
+        return 0
+    match = _BLOCK_RE.match(name)
+    if match is not None:
+        block = int(match.group(1))
+        if block >= num_blocks:
+            raise ValueError(f'{name!r} refers to block {block}, but the trunk has only '
+                             f'{num_blocks} blocks')
+        return block + 1
+    match = _OUT_NORM_RE.match(name)
+    if match is not None:
+        stage = int(match.group(1))
+        if not 1 <= stage <= len(stage_ends):
+            raise ValueError(f'{name!r} refers to stage {stage}, but stage_ends '
+                             f'{list(stage_ends)} describes {len(stage_ends)} stages (1-based)')
+        return min(int(stage_ends[stage - 1]) + 2, top)
+    return top
+
+
+__all__ = ['HieraStages', 'LoadReport', 'hiera_layer_id']
