@@ -3,6 +3,11 @@
 PY := .venv/bin/python
 PY_OLDEST := .venv-oldest/bin/python
 export OMP_NUM_THREADS ?= 2
+# Detectron2 is not on PyPI and GitHub may be out of reach: build it from the source archive of
+# the pinned commit where one lies beside the checkout (set-up checks its sha256).
+HIERA_MM_DETECTRON2_ARCHIVE ?= $(firstword $(wildcard \
+	$(CURDIR)/../shared/vendor/detectron2-02b5c4e2.tar.gz /work/shared/vendor/detectron2-02b5c4e2.tar.gz))
+export HIERA_MM_DETECTRON2_ARCHIVE
 # What runs again in .venv-oldest (torch 2.1.2, mmengine 0.10.0, transformers 4.45.0): the model
 # and its parity, checkpoints, layer decay, configs, swap, stock launchers, the torch-only core.
 OLDEST_TESTS := tests/test_backbone.py tests/test_checkpoints.py tests/test_layer_decay.py \

@@ -1,9 +1,12 @@
-"""hiera_mm: Hiera (Ryali et al., ICML 2023) as a detection backbone for MMDetection 3.x.
+"""hiera_mm: Hiera (Ryali et al., ICML 2023) as a backbone for MMDetection 3.x, MMSegmentation 1.x
+and Detectron2.
 
 The core (the model and the checkpoint code) needs torch only; each framework's integration is
 an extra, so that a user of one framework installs nothing of another:
 
     pip install 'hiera_mm[mmdet]'    # into an environment that has torch and mmcv 2.1.0
+    pip install 'hiera_mm[mmseg]'    # the same for MMSegmentation (its Mask2Former head: add mmdet)
+    pip install hiera_mm             # Detectron2: not on PyPI, so not an extra; install it first
 
 Every range below is one whose ends a test run exercised: the lower ends in ``.venv-oldest``,
 the upper ones (exclusive, at the next minor release) in ``.venv`` (tools/setup_env.sh, README
@@ -36,7 +39,8 @@ class BuildPyWithConfigs(build_py):
 setup(
     name='hiera_mm',
     version='0.2.0',
-    description='Hiera (Ryali et al., ICML 2023) as a detection backbone for MMDetection 3.x',
+    description=('Hiera (Ryali et al., ICML 2023) as a backbone for MMDetection, MMSegmentation '
+                 'and Detectron2'),
     long_description=open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
@@ -56,6 +60,14 @@ setup(
             'pycocotools>=2.0.7',
             'setuptools<82',  # mmcv and mmengine's `mmdet::` config bases import pkg_resources
         ],
+        'mmseg': [
+            'mmengine>=0.10.0,<0.11',
+            'mmcv>=2.1.0,<2.2',
+            'mmsegmentation>=1.2.2,<1.3',
+            'ftfy',  # mmseg 1.2 imports these without declaring them
+            'regex',
+            'setuptools<82',
+        ],
         'tests': [
             'transformers>=4.45.0,<5.25',  # parity reference; older ones resize position embeddings otherwise
             'pytest>=8',
@@ -63,7 +75,9 @@ setup(
             'timm>=1.0',
             'hiera-transformer==0.1.4',
             'hydra-core>=1.3',
-            'iopath>=0.1.10',
+            # sam2 (a test reference) declares iopath>=0.1.10 but runs with 0.1.9, which
+            # Detectron2 pins (<0.1.10): one environment holds both.
+            'iopath>=0.1.9',
         ],
     },
 )

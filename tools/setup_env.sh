@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build one of hiera_mm's test environments (idempotent; a second run takes seconds).
 #
-#   bash tools/setup_env.sh            the main stack in ./.venv
+#   bash tools/setup_env.sh            the main stack in ./.venv (MMDetection, MMSegmentation and
+#                                      Detectron2 side by side)
 #   bash tools/setup_env.sh oldest     the tested floors in ./.venv-oldest (what most MMDetection
 #                                      users have: torch 2.1 with mmcv 2.1.0)
 #
@@ -10,12 +11,17 @@
 # mmcv has no wheels for these torch builds here: it is compiled once per machine and torch version
 # and cached under $HIERA_MM_CACHE (default ~/.cache/hiera_mm), keyed by python, torch, mmcv and
 # ops flavour, so a fresh clone (CI, a second checkout) reuses it instead of compiling again.
+# Detectron2 is not on PyPI: it is built from $HIERA_MM_DETECTRON2_ARCHIVE (a `git archive` of the
+# pinned commit, checked against its sha256; the Makefile sets it where the archive exists) or else
+# from GitHub at that commit, and cached the same way.
 set -euo pipefail
 
 PROFILE="${1:-main}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${HIERA_MM_CACHE:-$HOME/.cache/hiera_mm}"
 MMCV_VERSION=2.1.0
+DETECTRON2_COMMIT=02b5c4e295e990042a714712c21dc79b731e8833
+DETECTRON2_ARCHIVE_SHA256=a42c29a2376e7bcc0b704a173612dd6f75960d837ccf4d340a0d714ac92e36f0
 
 case "$PROFILE" in
 main)
@@ -24,8 +30,10 @@ main)
     TORCHVISION_VERSION=0.29.1
     # torch >= 2.14 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17 after any CXXFLAGS.
     MMCV_CXX_STD=c++20
-    STACK_PINS=(mmengine==0.10.7 mmdet==3.3.0 transformers==5.24.0)
-    EXTRAS='mmdet,tests'
+    # iopath: Detectron2 pins <0.1.10; sam2 (a test reference) runs with 0.1.9 too.
+    STACK_PINS=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 transformers==5.24.0
+                iopath==0.1.9)
+    EXTRAS='mmdet,mmseg,tests'
     ;;
 oldest)
     VENV="${HIERA_MM_OLDEST_VENV:-$ROOT/.venv-oldest}"
@@ -140,6 +148,36 @@ if [ "$PROFILE" = main ]; then
         SAM2_BUILD_CUDA=0 "${PIP[@]}" install -c "$CONSTRAINTS" --no-deps --no-build-isolation sam2==1.1.0
     fi
 fi
+if [ "$PROFILE" = main ]; then
+    d2_ok() { "$PY" -c "import detectron2, detectron2._C" 2>/dev/null; }
+    if ! d2_ok; then
+        PYTAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+        D2_DIR="$CACHE/wheels/detectron2-${DETECTRON2_COMMIT:0:8}-torch$TORCH_VERSION-$PYTAG-$(uname -m)-cpu"
+        mkdir -p "$D2_DIR"
+        exec 8>"$D2_DIR.lock"
+        flock 8
+        if ! ls "$D2_DIR"/detectron2-*.whl >/dev/null 2>&1; then
+            if [ -n "${HIERA_MM_DETECTRON2_ARCHIVE:-}" ]; then
+                echo "$DETECTRON2_ARCHIVE_SHA256  $HIERA_MM_DETECTRON2_ARCHIVE" | sha256sum -c --quiet \
+                    || { log "$HIERA_MM_DETECTRON2_ARCHIVE is not Detectron2 at ${DETECTRON2_COMMIT:0:8} (sha256 differs)"; exit 1; }
+                D2_SRC="$HIERA_MM_DETECTRON2_ARCHIVE"
+            else
+                D2_SRC="git+https://github.com/facebookresearch/detectron2.git@$DETECTRON2_COMMIT"
+            fi
+            log "building Detectron2 ${DETECTRON2_COMMIT:0:8} against torch $TORCH_VERSION from $D2_SRC (1-3 min, once per machine)"
+            "$PY" -m pip --disable-pip-version-check wheel --no-deps --no-build-isolation --no-cache-dir \
+                -w "$D2_DIR" "$D2_SRC" > "$D2_DIR.build.log" 2>&1 \
+                || { log "Detectron2 build failed, see $D2_DIR.build.log"; exit 1; }
+        fi
+        flock -u 8
+        log "installing cached Detectron2 wheel from $D2_DIR"
+        "${PIP[@]}" install -c "$CONSTRAINTS" "$D2_DIR"/detectron2-*.whl
+    fi
+fi
 PYTHONPATH="$ROOT" "$PY" -c "import hiera_mm.mmdet, mmcv.ops" \
     || { log "hiera_mm.mmdet or mmcv.ops does not import after set-up (see above)"; exit 1; }
+if [ "$PROFILE" = main ]; then
+    PYTHONPATH="$ROOT" "$PY" -c "import hiera_mm.mmseg, hiera_mm.detectron2, detectron2._C" \
+        || { log "hiera_mm.mmseg or hiera_mm.detectron2 does not import after set-up (see above)"; exit 1; }
+fi
 log "environment ready: $VENV"

@@ -121,14 +121,19 @@ class HieraStages(nn.Module):
 
         Raises ``CheckpointError`` naming the arch the checkpoint looks like when it does not fit.
         """
-        conv = checkpoints.convert_state_dict(checkpoints.read_state_dict(source))
+        return self.load_pretrained_state(checkpoints.read_state_dict(source), str(source))
+
+    def load_pretrained_state(self, state: dict, source: str = '<state dict>') -> LoadReport:
+        """``load_pretrained`` for a checkpoint already read into a dict (any layout)."""
+        conv = checkpoints.convert_state_dict(state)
         trunk_state = conv['trunk']
         self._check_fits(trunk_state, source)
         if tuple(trunk_state['pos_embed'].shape) != tuple(self.trunk.pos_embed.shape):
             # Another pretraining grid (same width): keep the checkpoint's values; the trunk
-            # resizes the embedding to each input's grid anyway.
-            self.trunk.pos_embed = nn.Parameter(torch.empty_like(trunk_state['pos_embed']),
-                                                requires_grad=self.trunk.pos_embed.requires_grad)
+            # resizes the embedding to each input's grid anyway. Same Parameter object, so an
+            # optimizer built before loading (Detectron2 does that) still holds it.
+            own = self.trunk.pos_embed
+            own.data = own.new_empty(trunk_state['pos_embed'].shape)
         self.trunk.load_state_dict(trunk_state, strict=True)
         missing_norms = []
         if self.out_norms is not None:
