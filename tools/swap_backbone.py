@@ -1,14 +1,20 @@
 #!/usr/bin/env python
-"""Write a config that puts a Hiera backbone into any MMDetection config (inheriting it).
+"""Write a config that puts a Hiera backbone into an MMDetection or MMSegmentation config
+(inheriting it).
 
     python tools/swap_backbone.py CONFIG --arch tiny --out NEW.py \
         [--checkpoint CKPT] [--drop-path 0.1] [--lr LR]
 
-CONFIG: a config path or ``mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py``. NEW.py gets
-``_base_ = CONFIG`` and only what differs (backbone, the neck's in_channels, normalisation,
-AdamW and paramwise settings); it starts with comments that say what changed and why, and the
-same summary is printed. Configs that cannot be adapted safely are refused with the reason
-(exit status 2). The rules are in ``hiera_mm/mmdet/swap/`` (the package's docstring).
+CONFIG: a config path, ``mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py`` or
+``mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py``. The framework comes from the config:
+its ``mmseg::`` / ``mmdet::`` prefix, else its ``default_scope`` (MMDetection where it has none).
+NEW.py gets ``_base_ = CONFIG`` and only what differs (backbone, the in_channels of the neck or
+heads reading it, normalisation, AdamW and paramwise settings, the framework's hiera_mm import);
+it starts with comments that say what changed and why, and the same summary is printed. Configs
+that cannot be adapted safely are refused with the reason (exit status 2). The rules are in
+``hiera_mm/mmdet/swap/`` and ``hiera_mm/mmseg/swap.py`` (their docstrings), on the shared
+``hiera_mm/openmmlab/swap/``; an mmseg config imports nothing of mmdet here (nor in the config
+written).
 """
 import argparse
 import os
@@ -22,9 +28,10 @@ def parse_args(argv=None):
     from hiera_mm.models.hiera import ARCH_SETTINGS
 
     parser = argparse.ArgumentParser(
-        description='Swap the backbone of an MMDetection config for Hiera (writes a new '
-                    'config inheriting it).')
-    parser.add_argument('config', help="config path or 'mmdet::<folder>/<file>.py'")
+        description='Swap the backbone of an MMDetection or MMSegmentation config for Hiera '
+                    '(writes a new config inheriting it).')
+    parser.add_argument('config', help="config path, 'mmdet::<folder>/<file>.py' or "
+                                       "'mmseg::<folder>/<file>.py'")
     parser.add_argument('--arch', required=True, choices=sorted(ARCH_SETTINGS),
                         help='Hiera arch (SAM2 trunks need --checkpoint)')
     parser.add_argument('--out', required=True, help='path of the config to write')
@@ -37,6 +44,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def planner(config: str):
+    """``plan_swap`` of the config's framework (MMSegmentation's never imports mmdet)."""
+    from hiera_mm.openmmlab.swap import framework_of
+
+    if framework_of(config) == 'mmseg':
+        from hiera_mm.mmseg.swap import plan_swap
+    else:
+        from hiera_mm.mmdet.swap import plan_swap
+    return plan_swap
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if '::' not in args.config and os.path.abspath(args.out) == os.path.abspath(args.config):
@@ -44,11 +62,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    from hiera_mm.mmdet.swap import plan_swap
-
     try:
-        plan = plan_swap(args.config, args.arch, checkpoint=args.checkpoint,
-                         drop_path_rate=args.drop_path, lr=args.lr, out_file=args.out)
+        plan = planner(args.config)(args.config, args.arch, checkpoint=args.checkpoint,
+                                    drop_path_rate=args.drop_path, lr=args.lr,
+                                    out_file=args.out)
     except ValueError as err:
         print(f'swap_backbone: refused: {err}', file=sys.stderr)
         return 2
