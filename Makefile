@@ -27,14 +27,14 @@ demo: setup-main
 # The whole suite in the main stack, then the floors' subset in .venv-oldest (which holds the
 # requirements only; the checkout comes from PYTHONPATH).
 test: setup
-	$(PY) -m pytest tests -ra
-	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) -ra
+	$(PY) -m pytest tests -ra --durations=25
+	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) -ra --durations=10
 
 test-main: setup-main
-	$(PY) -m pytest tests -ra
+	$(PY) -m pytest tests -ra --durations=25
 
 test-oldest: setup-oldest
-	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) -ra
+	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) -ra --durations=10
 
 # Development subset: everything but the slow end-to-end tests, main stack only.
 test-quick: setup-main

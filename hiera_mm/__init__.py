@@ -7,11 +7,15 @@ that framework's users:
 * ``hiera_mm.mmdet``: registers ``HieraBackbone``, the layer-decay optimizer constructor and the
   hooks into MMDetection's registries. Configs say
   ``custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)``.
+* ``hiera_mm.mmseg``: the same into MMSegmentation's registries. Configs say
+  ``custom_imports = dict(imports=['mmseg', 'hiera_mm.mmseg'], allow_failed_imports=False)``.
 
-Configs written for earlier releases name ``hiera_mm`` itself in ``custom_imports``; they keep
-working because importing this package from a process that has already loaded mmengine or mmdet
-(as mmengine's config loader has) registers the mmdet integration too. Elsewhere, importing
-``hiera_mm`` imports nothing beyond torch.
+Detection configs written for earlier releases name ``hiera_mm`` itself in ``custom_imports``;
+they keep working because importing this package from a process that has already loaded mmengine
+or mmdet (as mmengine's config loader has) registers the mmdet integration too, unless the
+process is a segmentation one (mmseg imported: mmseg's tools import it before reading a config,
+and hiera_mm's mmseg configs import it before ``hiera_mm.mmseg``), which must not get
+``hiera_mm.mmdet``. Elsewhere, importing ``hiera_mm`` imports nothing beyond torch.
 """
 import importlib.util
 import sys
@@ -21,7 +25,7 @@ __all__ = ['__version__']
 
 
 def _register_with_loaded_mm_stack() -> None:
-    if not ({'mmengine', 'mmdet'} & sys.modules.keys()):
+    if not ({'mmengine', 'mmdet'} & sys.modules.keys()) or 'mmseg' in sys.modules:
         return
     try:
         mmdet_installed = importlib.util.find_spec('mmdet') is not None

@@ -250,14 +250,14 @@ def test_old_backbone_settings_are_reset(tmp_path):
     # Mask2Former: mmdet.models (its head) stays, the backbone lr x 0.1 is kept for Hiera
     cfg = load(swap('mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'),
                tmp_path)
-    assert cfg.custom_imports.imports == ['hiera_mm.mmseg']
+    assert cfg.custom_imports.imports == ['mmseg', 'hiera_mm.mmseg']
     ow = cfg.optim_wrapper
     assert ow.type == 'AmpOptimWrapper' and ow.constructor == 'DefaultOptimWrapperConstructor'
     assert 'decay_rate' not in ow.paramwise_cfg and 'num_layers' not in ow.paramwise_cfg
     assert cfg.model.test_cfg.mode == 'slide'  # inherited
     cfg = load(swap('mmseg::mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py'),
                tmp_path)
-    assert cfg.custom_imports.imports == ['mmdet.models', 'hiera_mm.mmseg']
+    assert cfg.custom_imports.imports == ['mmdet.models', 'mmseg', 'hiera_mm.mmseg']
     keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
     assert keys['backbone'] == dict(lr_mult=0.1, decay_mult=1.0)
     assert keys['backbone.trunk.pos_embed'] == dict(lr_mult=0.1, decay_mult=0.0)
@@ -306,5 +306,5 @@ def test_cli_picks_mmseg_without_importing_mmdet(tmp_path):
     cfg = load((tmp_path / 'out' / 'new.py').read_text(), tmp_path / 'out', 'again.py')
     assert cfg.model.decode_head.num_classes == 7  # the local config's own change is inherited
     assert list(cfg.model.neck.in_channels) == TINY
-    assert cfg.custom_imports.imports == ['hiera_mm.mmseg']
+    assert cfg.custom_imports.imports == ['mmseg', 'hiera_mm.mmseg']
     assert not (tmp_path / 'out' / 'psp.py').exists()

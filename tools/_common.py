@@ -1,8 +1,11 @@
 """Shared pieces of the command-line tools (train.py, test.py, demo.py and those in the
 sub-folders, which put this folder on ``sys.path`` to import it).
 
-The argument names and the work-dir / launcher conventions follow MMDetection 3.3's tools, so
-the usual commands and scripts carry over unchanged.
+train.py and test.py take detection and segmentation configs alike: the framework is the
+config's ``default_scope`` ('mmdet' or 'mmseg', inherited from its ``mmdet::`` / ``mmseg::``
+base), and only that framework and its hiera_mm integration are imported. The argument names
+and the work-dir / launcher conventions follow the tools of MMDetection 3.3 and MMSegmentation
+1.2, so the usual commands and scripts carry over unchanged.
 """
 import os
 import os.path as osp
@@ -23,20 +26,43 @@ def add_checkout_to_path():
         sys.path.insert(0, REPO_ROOT)
 
 
-def import_hiera_mm():
-    """Import ``hiera_mm.mmdet`` so its modules register into mmdet's registries.
+#: framework (a config's default_scope) -> hiera_mm's integration package for it
+INTEGRATIONS = {'mmdet': 'hiera_mm.mmdet', 'mmseg': 'hiera_mm.mmseg'}
+
+
+def import_hiera_mm(framework='mmdet'):
+    """Import ``framework`` and then hiera_mm's integration for it, which registers hiera_mm's
+    modules into that framework's registries (nothing of the other framework is imported).
 
     Works from a plain checkout too (the repository root is put on ``sys.path`` when the package
     is not installed). Configs still list it in ``custom_imports``; importing twice is harmless.
     """
+    import importlib
+    if framework not in INTEGRATIONS:
+        raise ValueError(f'no hiera_mm integration for {framework!r}; '
+                         f'one of {sorted(INTEGRATIONS)}')
+    # The framework first: hiera_mm's package-level rule for old detection configs reads
+    # sys.modules (a segmentation process is one that has imported mmseg).
+    importlib.import_module(framework)
+    integration = INTEGRATIONS[framework]
     try:
-        import hiera_mm.mmdet  # noqa: F401
+        importlib.import_module(integration)
     except ModuleNotFoundError as err:
-        if err.name not in ('hiera_mm', 'hiera_mm.mmdet'):
+        if err.name not in ('hiera_mm', integration):
             raise
         add_checkout_to_path()
-        import hiera_mm.mmdet  # noqa: F401
+        importlib.import_module(integration)
     return sys.modules['hiera_mm']
+
+
+def framework_of(cfg):
+    """'mmdet' or 'mmseg': the config's ``default_scope`` (mmdet when it names none, as
+    configs of mmdet-only releases may)."""
+    scope = cfg.get('default_scope', None) or 'mmdet'
+    if scope not in INTEGRATIONS:
+        raise ValueError(f"default_scope {scope!r} of {cfg.filename}: these tools run "
+                         f"{' and '.join(sorted(INTEGRATIONS))} configs")
+    return scope
 
 
 def add_common_args(parser, work_dir_help):
@@ -59,12 +85,19 @@ def finish_args(args):
 
 
 def load_config(config, cfg_options=None, launcher='none', work_dir=None):
-    """Read ``config``, merge ``--cfg-options`` and settle the launcher and ``work_dir``.
+    """Read ``config``, import its framework and hiera_mm's integration for it, then the config's
+    ``custom_imports``; merge ``--cfg-options`` and settle the launcher and ``work_dir``.
 
     ``work_dir`` priority: command line > config file > ``./work_dirs/<config name>``.
     """
     from mmengine.config import Config
-    cfg = Config.fromfile(config)
+    from mmengine.utils import import_modules_from_strings
+
+    # custom_imports wait until the framework is known and imported (see import_hiera_mm).
+    cfg = Config.fromfile(config, import_custom_modules=False)
+    import_hiera_mm(framework_of(cfg))
+    if cfg.get('custom_imports', None):
+        import_modules_from_strings(**cfg.custom_imports)
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
@@ -77,16 +110,19 @@ def load_config(config, cfg_options=None, launcher='none', work_dir=None):
 
 def build_runner(cfg):
     """The default mmengine ``Runner``, or the registered one named by ``cfg.runner_type``, for
-    ``cfg.launcher`` (a CPU-only machine gets a gloo process group, see
+    ``cfg.launcher`` (a CPU-only machine gets a gloo process group and SyncBN becomes BN, see
     ``hiera_mm.openmmlab.compat.prepare_distributed``)."""
+    import importlib
+
     from hiera_mm.openmmlab.compat import prepare_distributed
-    limit_dynamo_recompiles()
+    framework = framework_of(cfg)
+    if framework == 'mmdet':
+        limit_dynamo_recompiles()
     prepare_distributed(cfg, cfg.get('launcher', 'none'))
     if 'runner_type' not in cfg:
         from mmengine.runner import Runner
         return Runner.from_cfg(cfg)
-    from mmdet.registry import RUNNERS
-    return RUNNERS.build(cfg)
+    return importlib.import_module(f'{framework}.registry').RUNNERS.build(cfg)
 
 
 def limit_dynamo_recompiles():

@@ -1,29 +1,29 @@
 #!/usr/bin/env python
-"""Train a detector with a Hiera backbone (command line of MMDetection 3.3's tools/train.py).
+"""Train a detector or a segmentor with a Hiera backbone (the command line of MMDetection 3.3's
+and MMSegmentation 1.2's tools/train.py).
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
                           [--resume [CHECKPOINT]] [--cfg-options k=v ...]
                           [--launcher {none,pytorch,slurm,mpi}]
 
-``--resume`` alone resumes from the latest checkpoint in the work dir; ``--resume PATH`` resumes
-from PATH. Several processes: ``tools/dist_train.sh CONFIG N``. The hooks a run needs come from
-the config (hiera_mm's configs declare them), so mmdet's own tools/train.py, ``mim train`` and
-``Runner.from_cfg`` give the same run; this script adds only what a command line must do.
+The config says which framework runs it (its ``default_scope``, 'mmdet' or 'mmseg'); only that
+one is imported. ``--resume`` alone resumes from the latest checkpoint in the work dir;
+``--resume PATH`` resumes from PATH. Several processes: ``tools/dist_train.sh CONFIG N``. The
+hooks a run needs come from the config (hiera_mm's configs declare them), so mmdet's or mmseg's
+own tools/train.py, ``mim train`` and ``Runner.from_cfg`` give the same run; this script adds
+only what a command line must do.
 """
 import logging
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (add_common_args, build_runner, finish_args,  # noqa: E402
-                     import_hiera_mm, load_config)
-
-import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
+from _common import add_common_args, build_runner, finish_args, load_config  # noqa: E402
 
 
 def parse_args(argv=None):
     import argparse
-    parser = argparse.ArgumentParser(description='Train a detector')
+    parser = argparse.ArgumentParser(description='Train a detector or a segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', default=False,
                         help='enable automatic-mixed-precision training')
@@ -60,7 +60,8 @@ def enable_auto_scale_lr(cfg):
 
 
 def config_from_args(args):
-    """The training config after all command-line overrides (no runner built)."""
+    """The training config after all command-line overrides (no runner built); its framework
+    and hiera_mm's integration for it are imported (registered) by then."""
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
         enable_amp(cfg)

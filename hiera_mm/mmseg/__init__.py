@@ -6,7 +6,11 @@
 
 The same classes as ``hiera_mm.mmdet`` registers (they live in ``hiera_mm.openmmlab``); nothing
 here imports mmdet. Configs say
-``custom_imports = dict(imports=['hiera_mm.mmseg'], allow_failed_imports=False)``.
+``custom_imports = dict(imports=['mmseg', 'hiera_mm.mmseg'], allow_failed_imports=False)``:
+with mmseg imported first, the package-level rule of ``hiera_mm`` for old detection configs
+(which registers ``hiera_mm.mmdet`` in a process that has loaded mmengine) stays out of the way
+even where nothing had imported mmseg before the config was read (``Runner.from_cfg`` in a plain
+mmengine script; mmseg's and our tools import mmseg first anyway).
 """
 from mmseg.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 

@@ -366,7 +366,10 @@ def imports_change(custom_imports: Optional[dict], model: dict, old_backbone: di
     notes = [f'custom_imports: {IMPORT} added'
              + (f"; {', '.join(dropped)} dropped (it served the old backbone {btype} only)"
                 if dropped else '') + '.']
-    return imports_entry(custom_imports, IMPORT, dropped), Change(None, notes)
+    # mmseg before hiera_mm.mmseg: a process that has imported mmseg is a segmentation one, and
+    # importing hiera_mm there never registers the detection side (see hiera_mm/__init__.py).
+    return (imports_entry(custom_imports, IMPORT, dropped, before=('mmseg',)),
+            Change(None, notes))
 
 
 def _sections(changes: dict, readers: list, base: str, imports: Code, checkpoint: str) -> list:

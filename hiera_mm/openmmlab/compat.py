@@ -74,8 +74,8 @@ def prepare_distributed(cfg, launcher: str) -> None:
     mmengine 0.10.7 calls ``torch.cuda.set_device`` while initialising the process group and
     passes ``device_ids=[LOCAL_RANK]``, which torch's DDP rejects for CPU modules. On a machine
     without CUDA we initialise the group ourselves (the Runner then skips its own init) and
-    build the DDP wrapper with ``device_ids=None``. With CUDA this does nothing. Can go once
-    mmengine handles CPU-only distributed runs.
+    build the DDP wrapper with ``device_ids=None``; SyncBN layers become BN (``sync_bn_to_bn``).
+    With CUDA this does nothing. Can go once mmengine handles CPU-only distributed runs.
     """
     if launcher == 'none' or torch.cuda.is_available():
         return
@@ -90,6 +90,7 @@ def prepare_distributed(cfg, launcher: str) -> None:
                 f'scontrol show hostname {nodes} | head -n1')
     elif launcher != 'pytorch':
         raise ValueError(f"launcher '{launcher}' needs CUDA here; on CPU use 'pytorch' or 'slurm'")
+    sync_bn_to_bn(cfg)
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
     wrapper = dict(cfg.get('model_wrapper_cfg') or dict(
@@ -97,6 +98,44 @@ def prepare_distributed(cfg, launcher: str) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False)))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+# Norm types that build synchronised batch norms (torch's, mmcv's, detectron2-style naive ones).
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'NaiveSyncBN', 'TorchSyncBN')
+
+
+def sync_bn_to_bn(cfg) -> list:
+    """Turn every synchronised batch norm of ``cfg.model`` into a plain one (``type='BN'``).
+
+    mmseg's configs (UperNet, FCN heads) use ``SyncBN``, whose forward refuses CPU tensors once a
+    process group exists, so a distributed run without CUDA fails at its first step. mmengine
+    reverts SyncBN itself only in single-process runs. Here each process normalises its own
+    batch instead (as a single-GPU run does); the config's ``sync_bn`` option (SyncBN added by
+    mmengine) is dropped for the same reason. Returns the paths of the changed norm configs.
+    """
+    changed = []
+
+    def visit(node, path):
+        if isinstance(node, dict):
+            kind = node.get('type')
+            if isinstance(kind, str) and kind.split('.')[-1] in SYNC_BN_TYPES:
+                node['type'] = 'BN'
+                changed.append(path)
+            for key, value in node.items():
+                visit(value, f'{path}.{key}')
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                visit(value, f'{path}[{i}]')
+
+    visit(cfg.get('model'), 'model')
+    if cfg.get('sync_bn') is not None:
+        cfg.sync_bn = None
+        changed.append('sync_bn')
+    if changed:
+        from mmengine.logging import print_log
+        print_log('No CUDA: SyncBN -> BN (each process normalises its own batch) in '
+                  + ', '.join(changed), logger='current')
+    return changed
 
 
 _register_checkpoint_loader()

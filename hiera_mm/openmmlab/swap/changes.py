@@ -99,11 +99,11 @@ def import_list(custom_imports: Optional[dict]) -> list:
 
 
 def imports_entry(custom_imports: Optional[dict], module: str,
-                  dropped: Sequence[str] = ()) -> Code:
-    """``custom_imports``: the base's imports but ``dropped``, and ``module`` (the framework's
-    integration, e.g. 'hiera_mm.mmdet'); failures are fatal."""
+                  dropped: Sequence[str] = (), before: Sequence[str] = ()) -> Code:
+    """``custom_imports``: the base's imports but ``dropped``, then ``before`` and ``module`` (the
+    framework's integration, e.g. 'hiera_mm.mmdet'); failures are fatal."""
     imports = [m for m in import_list(custom_imports)
-               if m not in ('hiera_mm', module, *dropped)] + [module]
+               if m not in ('hiera_mm', module, *before, *dropped)] + [*before, module]
     return Code(f'dict(imports={imports!r}, allow_failed_imports=False)')
 
 
