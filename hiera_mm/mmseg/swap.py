@@ -37,15 +37,14 @@ from ..openmmlab.swap.analyse import (DEFAULT_STRIDES, FOUR_STAGE_BACKBONES, Con
                                       backbone_stages, read_config, read_model,
                                       read_optim_wrapper, short_type, stages_read)
 from ..openmmlab.swap.changes import (GENERATOR, SwapPlan, backbone_change,
-                                      checkpoint_hook_change, hooks_change, import_list,
+                                      checkpoint_hook_change, config_sections, hooks_change, import_list,
                                       imports_entry, load_from_change, normalisation_change,
                                       reader_change)
 from ..openmmlab.swap.hiera_backbone import (HIERA_SIZE_DIVISOR, stage_widths,
                                              weights_and_drop_path)
 from ..openmmlab.swap.literals import Code
 from ..openmmlab.swap.optimizer import optim_wrapper_change
-from ..openmmlab.swap.render import (Change, Fields, Statement, base_reference, config_text,
-                                     header_lines)
+from ..openmmlab.swap.render import Change, base_reference, config_text, header_lines
 
 SCOPE = 'mmseg'
 IMPORT = 'hiera_mm.mmseg'  # registers HieraBackbone and the hooks into mmseg
@@ -372,26 +371,6 @@ def imports_change(custom_imports: Optional[dict], model: dict, old_backbone: di
             Change(None, notes))
 
 
-def _sections(changes: dict, readers: list, base: str, imports: Code, checkpoint: str) -> list:
-    """The new config's statements, in sections (blank lines between them)."""
-    model = Fields()
-    for key in ('data_preprocessor', 'pretrained', 'backbone', *readers):
-        if changes[key].update is not None:
-            model.append(Statement(key, changes[key].update, changes[key].comments))
-    run = [Statement('custom_imports', imports),
-           Statement('custom_hooks', changes['custom_hooks'].update)]
-    if changes['default_hooks'].update:
-        run.append(Statement('default_hooks', changes['default_hooks'].update))
-    sections = [[Statement('_base_', base)], run, [Statement('pretrained', checkpoint)]]
-    load_from = changes['load_from']
-    if load_from.update:
-        sections.append([Statement('load_from', load_from.update,
-                                   trailing=load_from.comments[0])])
-    optim = changes['optim_wrapper']
-    return sections + [[Statement('model', model)],
-                       [Statement('optim_wrapper', optim.update, optim.comments)]]
-
-
 def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
               drop_path_rate: Optional[float] = None, lr: Optional[float] = None,
               out_file: Optional[str] = None) -> SwapPlan:
@@ -432,7 +411,9 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
     }
     decisions = [note for change in changes.values() for note in change.notes]
     base = base_reference(config, out_file)
-    sections = _sections(changes, list(reader_changes), base, imports, checkpoint)
+    sections = config_sections(
+        changes, ('data_preprocessor', 'pretrained', 'backbone', *reader_changes), base, imports,
+        checkpoint)
     text = config_text(header_lines(GENERATOR, config, arch, decisions), sections)
     return SwapPlan(base=base, text=text, decisions=decisions)
 

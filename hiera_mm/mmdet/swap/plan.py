@@ -9,13 +9,11 @@ from typing import Optional
 from ...openmmlab.swap.analyse import (backbone_stages, read_config, read_model,
                                        read_optim_wrapper, short_type, stages_read)
 from ...openmmlab.swap.changes import (GENERATOR, SwapPlan, backbone_change,
-                                       checkpoint_hook_change, hooks_change, imports_entry,
+                                       checkpoint_hook_change, config_sections, hooks_change, imports_entry,
                                        load_from_change, normalisation_change, reader_change)
 from ...openmmlab.swap.hiera_backbone import HIERA_SIZE_DIVISOR, weights_and_drop_path
-from ...openmmlab.swap.literals import Code
 from ...openmmlab.swap.optimizer import optim_wrapper_change
-from ...openmmlab.swap.render import (Change, Fields, Statement, base_reference, config_text,
-                                      header_lines)
+from ...openmmlab.swap.render import Change, base_reference, config_text, header_lines
 from .necks import find_consumer
 
 IMPORT = 'hiera_mm.mmdet'  # registers HieraBackbone and the hooks into mmdet
@@ -44,28 +42,6 @@ def preprocessor_change(pre: Optional[dict]) -> Change:
     return Change(update or None, notes, comments)
 
 
-def _sections(changes: dict, reader_key: str, base: str, imports: Code,
-              checkpoint: str) -> list:
-    """The new config's statements, in sections (blank lines between them)."""
-    model = Fields([Statement('data_preprocessor', changes['data_preprocessor'].update,
-                              changes['data_preprocessor'].comments)]
-                   if changes['data_preprocessor'].update else [])
-    model += [Statement(key, changes[key].update, changes[key].comments)
-              for key in ('backbone', reader_key)]
-    run = [Statement('custom_imports', imports),
-           Statement('custom_hooks', changes['custom_hooks'].update)]
-    if changes['default_hooks'].update:
-        run.append(Statement('default_hooks', changes['default_hooks'].update))
-    sections = [[Statement('_base_', base)], run, [Statement('pretrained', checkpoint)]]
-    load_from = changes['load_from']
-    if load_from.update:
-        sections.append([Statement('load_from', load_from.update,
-                                   trailing=load_from.comments[0])])
-    optim = changes['optim_wrapper']
-    return sections + [[Statement('model', model)],
-                       [Statement('optim_wrapper', optim.update, optim.comments)]]
-
-
 def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
               drop_path_rate: Optional[float] = None, lr: Optional[float] = None,
               out_file: Optional[str] = None) -> SwapPlan:
@@ -92,8 +68,8 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
     }
     decisions = [note for change in changes.values() for note in change.notes]
     base = base_reference(config, out_file)
-    sections = _sections(changes, reader.where, base,
-                         imports_entry(cfg.get('custom_imports'), IMPORT), checkpoint)
+    sections = config_sections(changes, ('data_preprocessor', 'backbone', reader.where), base,
+                               imports_entry(cfg.get('custom_imports'), IMPORT), checkpoint)
     text = config_text(header_lines(GENERATOR, config, arch, decisions), sections)
     return SwapPlan(base=base, text=text, decisions=decisions)
 

@@ -10,7 +10,7 @@ from ...models.hiera import IMAGENET_MEAN, IMAGENET_STD
 from .analyse import Consumer, short_type
 from .hiera_backbone import backbone_entry, stage_widths
 from .literals import Code
-from .render import Change
+from .render import Change, Fields, Statement
 
 GENERATOR = 'tools/swap_backbone.py'
 # What every Hiera run declares, so that all launchers (ours, the frameworks' tools, mim,
@@ -136,3 +136,24 @@ def load_from_change(load_from: Optional[str], what: str = 'detector') -> Change
         return Change(None)
     note = f'load_from {load_from!r} -> None (a whole {what} with the old backbone).'
     return Change(Code('None'), [note], [f'the base loads a {what} with its old backbone'])
+
+
+def config_sections(changes: dict, model_keys: Sequence[str], base: str, imports: Code,
+                    checkpoint: str) -> list:
+    """The new config's statements, in sections (blank lines between them): ``_base_``; the run
+    (imports, hooks); the weights; ``model`` with the changes of ``model_keys`` that state
+    something, in that order; the optimizer."""
+    model = Fields(Statement(key, changes[key].update, changes[key].comments)
+                   for key in model_keys if changes[key].update is not None)
+    run = [Statement('custom_imports', imports),
+           Statement('custom_hooks', changes['custom_hooks'].update)]
+    if changes['default_hooks'].update:
+        run.append(Statement('default_hooks', changes['default_hooks'].update))
+    sections = [[Statement('_base_', base)], run, [Statement('pretrained', checkpoint)]]
+    load_from = changes['load_from']
+    if load_from.update:
+        sections.append([Statement('load_from', load_from.update,
+                                   trailing=load_from.comments[0])])
+    optim = changes['optim_wrapper']
+    return sections + [[Statement('model', model)],
+                       [Statement('optim_wrapper', optim.update, optim.comments)]]
