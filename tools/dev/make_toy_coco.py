@@ -325,6 +325,32 @@ def _locked(out_dir):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def generate_once(out_dir, stamp_name, params, write, complete, force=False):
+    """Run ``write(out_dir)`` unless a finished earlier run with the same ``params`` is there.
+
+    A stamp file holding the parameters marks a finished run; it is removed before writing, so
+    an interrupted run never looks complete. Concurrent callers are serialised. Returns whether
+    it wrote.
+    """
+    stamp = osp.join(out_dir, stamp_name)
+    with _locked(out_dir):
+        old = None
+        if osp.isfile(stamp):
+            try:
+                with open(stamp) as f:
+                    old = json.load(f)
+            except (OSError, ValueError):
+                old = None
+        if not force and old == params and complete():
+            return False
+        if osp.exists(stamp):
+            os.remove(stamp)
+        write(out_dir)
+        with open(stamp, 'w') as f:
+            json.dump(params, f, indent=1)
+    return True
+
+
 def _complete(out_dir, params):
     for split in ('train', 'val'):
         ann = osp.join(out_dir, 'annotations', f'instances_{split}.json')
@@ -379,25 +405,14 @@ def make_toy_coco(out_dir, num_train=64, num_val=16, size=256, seed=0, max_objec
                   empty_fraction=float(empty_fraction), min_scale=float(min_scale),
                   max_scale=float(max_scale), max_overlap=float(max_overlap))
     out_dir = osp.abspath(out_dir)
-    stamp = osp.join(out_dir, STAMP_NAME)
-    generated = False
-    with _locked(out_dir):
-        old = None
-        if osp.isfile(stamp):
-            try:
-                with open(stamp) as f:
-                    old = json.load(f)
-            except (OSError, ValueError):
-                old = None
-        if force or old != params or not _complete(out_dir, params):
-            if osp.exists(stamp):
-                os.remove(stamp)  # an interrupted run must not look complete
-            os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
-            for split_id, split in enumerate(('train', 'val')):
-                _split(out_dir, split, split_id, params[f'num_{split}'], params)
-            with open(stamp, 'w') as f:
-                json.dump(params, f, indent=1)
-            generated = True
+
+    def write(root):
+        os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+        for split_id, split in enumerate(('train', 'val')):
+            _split(root, split, split_id, params[f'num_{split}'], params)
+
+    generated = generate_once(out_dir, STAMP_NAME, params, write,
+                              complete=lambda: _complete(out_dir, params), force=force)
     if verbose:
         state = 'generated' if generated else 'up to date, kept'
         print(f'toy COCO dataset {state}: {out_dir} ({num_train} train / {num_val} val images, '

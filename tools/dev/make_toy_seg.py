@@ -24,7 +24,6 @@ or from python (``sys.path.insert(0, 'tools/dev')``)::
     info['classes'], info['metainfo']
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -33,8 +32,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from make_toy_coco import (ALL_PALETTE, DEFAULT_NUM_CLASSES, _locked,  # noqa: E402
-                           _make_image, class_names)
+from make_toy_coco import (ALL_PALETTE, DEFAULT_NUM_CLASSES, _make_image,  # noqa: E402
+                           class_names, generate_once)
 
 STAMP_NAME = 'toy_seg_stamp.json'
 FORMAT_VERSION = 1  # bump when the generator changes so stale datasets are rebuilt
@@ -129,24 +128,13 @@ def make_toy_seg(out_dir, num_train=64, num_val=16, size=128, seed=0, num_classe
                   min_scale=float(min_scale), max_scale=float(max_scale),
                   max_overlap=float(max_overlap))
     out_dir = osp.abspath(out_dir)
-    stamp = osp.join(out_dir, STAMP_NAME)
-    generated = False
-    with _locked(out_dir):
-        old = None
-        if osp.isfile(stamp):
-            try:
-                with open(stamp) as f:
-                    old = json.load(f)
-            except (OSError, ValueError):
-                old = None
-        if force or old != params or not _complete(out_dir, params):
-            if osp.exists(stamp):
-                os.remove(stamp)  # an interrupted run must not look complete
-            for split_id, split in enumerate(('train', 'val')):
-                _write_split(out_dir, split, split_id, params)
-            with open(stamp, 'w') as f:
-                json.dump(params, f, indent=1)
-            generated = True
+
+    def write(root):
+        for split_id, split in enumerate(('train', 'val')):
+            _write_split(root, split, split_id, params)
+
+    generated = generate_once(out_dir, STAMP_NAME, params, write,
+                              complete=lambda: _complete(out_dir, params), force=force)
     return dict(root=out_dir, classes=seg_classes(num_classes),
                 metainfo=seg_metainfo(num_classes), params=params, generated=generated)
 
