@@ -36,15 +36,14 @@ from typing import Optional
 from ..openmmlab.swap.analyse import (DEFAULT_STRIDES, FOUR_STAGE_BACKBONES, Consumer,
                                       backbone_stages, read_config, read_model,
                                       read_optim_wrapper, short_type, stages_read)
-from ..openmmlab.swap.changes import (GENERATOR, SwapPlan, backbone_change,
-                                      checkpoint_hook_change, config_sections, hooks_change, import_list,
-                                      imports_entry, load_from_change, normalisation_change,
-                                      reader_change)
+from ..openmmlab.swap.changes import (SwapPlan, backbone_change, checkpoint_hook_change,
+                                      finish_plan, hooks_change, import_list, imports_entry,
+                                      load_from_change, normalisation_change, reader_change)
 from ..openmmlab.swap.hiera_backbone import (HIERA_SIZE_DIVISOR, stage_widths,
                                              weights_and_drop_path)
 from ..openmmlab.swap.literals import Code
 from ..openmmlab.swap.optimizer import optim_wrapper_change
-from ..openmmlab.swap.render import Change, base_reference, config_text, header_lines
+from ..openmmlab.swap.render import Change
 
 SCOPE = 'mmseg'
 IMPORT = 'hiera_mm.mmseg'  # registers HieraBackbone and the hooks into mmseg
@@ -409,13 +408,9 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
         'default_hooks': checkpoint_hook_change(cfg.get('default_hooks')),
         'load_from': load_from_change(cfg.get('load_from'), 'segmentor'),
     }
-    decisions = [note for change in changes.values() for note in change.notes]
-    base = base_reference(config, out_file)
-    sections = config_sections(
-        changes, ('data_preprocessor', 'pretrained', 'backbone', *reader_changes), base, imports,
-        checkpoint)
-    text = config_text(header_lines(GENERATOR, config, arch, decisions), sections)
-    return SwapPlan(base=base, text=text, decisions=decisions)
+    return finish_plan(changes, ('data_preprocessor', 'pretrained', 'backbone', *reader_changes),
+                       config=config, arch=arch, out_file=out_file, imports=imports,
+                       checkpoint=checkpoint)
 
 
 def swap_backbone(config: str, arch: str, checkpoint: Optional[str] = None,

@@ -8,12 +8,12 @@ from typing import Optional
 
 from ...openmmlab.swap.analyse import (backbone_stages, read_config, read_model,
                                        read_optim_wrapper, short_type, stages_read)
-from ...openmmlab.swap.changes import (GENERATOR, SwapPlan, backbone_change,
-                                       checkpoint_hook_change, config_sections, hooks_change, imports_entry,
+from ...openmmlab.swap.changes import (SwapPlan, backbone_change, checkpoint_hook_change,
+                                       finish_plan, hooks_change, imports_entry,
                                        load_from_change, normalisation_change, reader_change)
 from ...openmmlab.swap.hiera_backbone import HIERA_SIZE_DIVISOR, weights_and_drop_path
 from ...openmmlab.swap.optimizer import optim_wrapper_change
-from ...openmmlab.swap.render import Change, base_reference, config_text, header_lines
+from ...openmmlab.swap.render import Change
 from .necks import find_consumer
 
 IMPORT = 'hiera_mm.mmdet'  # registers HieraBackbone and the hooks into mmdet
@@ -66,12 +66,10 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
         'default_hooks': checkpoint_hook_change(cfg.get('default_hooks')),
         'load_from': load_from_change(cfg.get('load_from')),
     }
-    decisions = [note for change in changes.values() for note in change.notes]
-    base = base_reference(config, out_file)
-    sections = config_sections(changes, ('data_preprocessor', 'backbone', reader.where), base,
-                               imports_entry(cfg.get('custom_imports'), IMPORT), checkpoint)
-    text = config_text(header_lines(GENERATOR, config, arch, decisions), sections)
-    return SwapPlan(base=base, text=text, decisions=decisions)
+    return finish_plan(changes, ('data_preprocessor', 'backbone', reader.where), config=config,
+                       arch=arch, out_file=out_file,
+                       imports=imports_entry(cfg.get('custom_imports'), IMPORT),
+                       checkpoint=checkpoint)
 
 
 def swap_backbone(config: str, arch: str, checkpoint: Optional[str] = None,

@@ -10,7 +10,7 @@ from ...models.hiera import IMAGENET_MEAN, IMAGENET_STD
 from .analyse import Consumer, short_type
 from .hiera_backbone import backbone_entry, stage_widths
 from .literals import Code
-from .render import Change, Fields, Statement
+from .render import Change, Fields, Statement, base_reference, config_text, header_lines
 
 GENERATOR = 'tools/swap_backbone.py'
 # What every Hiera run declares, so that all launchers (ours, the frameworks' tools, mim,
@@ -157,3 +157,13 @@ def config_sections(changes: dict, model_keys: Sequence[str], base: str, imports
     optim = changes['optim_wrapper']
     return sections + [[Statement('model', model)],
                        [Statement('optim_wrapper', optim.update, optim.comments)]]
+
+
+def finish_plan(changes: dict, model_keys: Sequence[str], *, config: str, arch: str,
+                out_file: Optional[str], imports: Code, checkpoint: str) -> SwapPlan:
+    """The plan from every decided change: the header lists their reasons, then the sections."""
+    decisions = [note for change in changes.values() for note in change.notes]
+    base = base_reference(config, out_file)
+    sections = config_sections(changes, model_keys, base, imports, checkpoint)
+    text = config_text(header_lines(GENERATOR, config, arch, decisions), sections)
+    return SwapPlan(base=base, text=text, decisions=decisions)
