@@ -70,7 +70,8 @@ def layered_env(tmp_path_factory):
     install_log = run([python, '-m', 'pip', 'install', '--disable-pip-version-check',
                        f'{wheel}[mmdet]'], tmp)
     after = freeze(python, tmp)
-    return dict(python=python, tmp=tmp, before=before, after=after, log=install_log)
+    return dict(python=python, tmp=tmp, before=before, after=after, log=install_log,
+                wheel=str(wheel))
 
 
 def test_install_into_an_existing_environment_changes_no_package(layered_env):
@@ -105,3 +106,30 @@ def test_installed_wheel_ships_the_configs_and_registers_for_mmdet(layered_env):
         print('built', type(model).__name__)
     ''')
     assert 'built MaskRCNN' in run([python, '-c', code], tmp)
+
+
+def test_wheel_requires_no_framework_beyond_each_extra(layered_env):
+    """``pip install hiera_mm`` (a Detectron2 user's install) pulls nothing of OpenMMLab, so it
+    never builds mmcv; each OpenMMLab extra names only its own framework."""
+    import zipfile
+    with zipfile.ZipFile(layered_env['wheel']) as wheel:
+        meta, = (n for n in wheel.namelist() if n.endswith('.dist-info/METADATA'))
+        requires = [line.split(':', 1)[1].strip() for line in
+                    wheel.read(meta).decode().splitlines() if line.startswith('Requires-Dist:')]
+        shipped = wheel.namelist()
+    by_extra = {}
+    for req in requires:
+        spec, _, marker = req.partition(';')
+        extra = marker.split('extra ==')[1].strip().strip('"\'') if 'extra ==' in marker else ''
+        by_extra.setdefault(extra, set()).add(name_of(spec.split('>')[0].split('<')[0]
+                                                      .split('=')[0].strip()))
+    assert by_extra[''] == {'torch', 'huggingface-hub', 'safetensors'}, by_extra['']
+    assert {'mmcv', 'mmengine', 'mmdet'} <= by_extra['mmdet']
+    assert 'mmsegmentation' not in by_extra['mmdet']
+    assert {'mmcv', 'mmengine', 'mmsegmentation'} <= by_extra['mmseg']
+    assert 'mmdet' not in by_extra['mmseg']
+    assert not any('detectron2' in names for names in by_extra.values())
+    for config in ('detectron2/mask_rcnn_hiera_b_100ep.py',
+                   'detectron2/_base_/mask_rcnn_hiera_fpn.py',
+                   'mmseg/upernet/upernet_hiera-t_8xb2-160k_ade20k-512x512.py'):
+        assert f'hiera_mm/.mim/configs/{config}' in shipped, config
