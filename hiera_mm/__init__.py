@@ -9,6 +9,10 @@ that framework's users:
   ``custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)``.
 * ``hiera_mm.mmseg``: the same into MMSegmentation's registries. Configs say
   ``custom_imports = dict(imports=['mmseg', 'hiera_mm.mmseg'], allow_failed_imports=False)``.
+* ``hiera_mm.detectron2``: a Detectron2 ``Backbone``, its checkpointer and lr-decay factor, the
+  ``hf://`` path handler and the yacs backbone builders.
+
+``hiera_mm.openmmlab`` holds what the two OpenMMLab integrations share (on mmengine alone).
 
 Detection configs written for earlier releases name ``hiera_mm`` itself in ``custom_imports``;
 they keep working because importing this package from a process that has already loaded mmengine
