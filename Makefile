@@ -14,12 +14,15 @@ OLDEST_TESTS := tests/test_backbone.py tests/test_checkpoints.py tests/test_laye
 	tests/test_configs.py tests/test_swap_backbone.py tests/test_stock_tools.py \
 	tests/test_core_standalone.py
 
-.PHONY: setup setup-main setup-oldest demo test test-main test-oldest test-quick
-setup: setup-main setup-oldest
+.PHONY: setup setup-main setup-oldest setup-mmdeploy demo test test-main test-oldest test-quick
+setup: setup-main setup-oldest setup-mmdeploy
 setup-main:
 	bash tools/setup_env.sh main
 setup-oldest:
 	bash tools/setup_env.sh oldest
+# mmdeploy 1.3.1 (torch <= 2.1, protobuf <= 3.20.2) in .venv-mmdeploy, layered on .venv-oldest.
+setup-mmdeploy: setup-oldest
+	bash tools/deployment/setup_mmdeploy_env.sh
 
 demo: setup-main
 	$(PY) tools/dev/run_demo.py

@@ -68,6 +68,12 @@ setup(
             'regex',
             'setuptools<82',
         ],
+        # Deployment: torch.onnx's exporters and the runtime the exports are checked with.
+        'deploy': [
+            'onnx>=1.13',
+            'onnxruntime>=1.15',
+            'onnxscript>=0.1',
+        ],
         'tests': [
             'transformers>=4.45.0,<5.25',  # parity reference; older ones resize position embeddings otherwise
             'pytest>=8',

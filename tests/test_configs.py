@@ -27,8 +27,10 @@ CONFIGS = sorted(
     path for path in glob.glob(os.path.join(CONFIG_DIR, '**', '*.py'), recursive=True)
     if '_base_' not in os.path.relpath(path, CONFIG_DIR).split(os.sep)
     # Detectron2's LazyConfigs have their own test (tests/test_detectron2_configs.py), and so
-    # have the MMSegmentation configs (tests/test_mmseg.py).
-    and os.path.relpath(path, CONFIG_DIR).split(os.sep)[0] not in ('detectron2', 'mmseg'))
+    # have the MMSegmentation configs (tests/test_mmseg.py) and mmdeploy's deploy configs
+    # (tests/test_deploy_openmmlab.py).
+    and os.path.relpath(path, CONFIG_DIR).split(os.sep)[0] not in ('detectron2', 'mmseg',
+                                                                   'deploy'))
 CONFIG_IDS = [os.path.relpath(path, CONFIG_DIR) for path in CONFIGS]
 
 SYNC_NORMS = {'SyncBN', 'MMSyncBN', 'TorchSyncBN', 'NaiveSyncBN'}

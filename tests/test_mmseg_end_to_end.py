@@ -1,8 +1,11 @@
 """End to end on the toy segmentation data (tools/dev/make_toy_seg.py), with mmseg's own tools:
 mmseg's packaged ``tools/train.py`` trains configs/mmseg/toy/upernet_hiera-t_toy.py (from random
 init, no network), mmseg's ``tools/test.py`` evaluates it with mmseg's IoUMetric, and our
-``tools/test.py`` runs the config's test-time augmentation and writes the label maps (``--out``).
+``tools/test.py`` runs the config's test-time augmentation and writes the label maps (``--out``),
+and ``tools/deployment/pytorch2onnx.py`` exports the trained segmentor to ONNX, checks its labels
+against PyTorch's at two sizes and evaluates it on the val set beside PyTorch.
 """
+import importlib.util
 import os
 import os.path as osp
 import re
@@ -103,4 +106,30 @@ def test_stock_train_and_test_then_our_tta(tmp_path):
                                       pred.name))
         assert label.shape == truth.shape == (SIZE, SIZE)
         assert label.max() < len(CLASSES)
+
+    # ONNX (tools/deployment/pytorch2onnx.py): the trained segmentor with dynamic batch and
+    # size, checked against mmseg's PyTorch inference on a validation image at the export size
+    # and at a size that is no multiple of 32, then both evaluated on the val set.
+    if not all(importlib.util.find_spec(m) for m in ('onnx', 'onnxruntime')):
+        # (until the set-up installs them: pip install onnx onnxruntime onnxscript)
+        print('ONNX export not checked: onnx / onnxruntime are not installed')
+        print(f'end-to-end wall time {time.time() - start:.0f} s')
+        return
+    exported = time.time()
+    image = sorted((tmp_path / 'data' / 'toy_seg' / 'img_dir' / 'val').glob('*.png'))[0]
+    log = run([osp.join(ROOT, 'tools', 'deployment', 'pytorch2onnx.py'), TOY_CONFIG,
+               '--checkpoint', str(ckpts[0]), '--shape', str(SIZE), str(SIZE),
+               '--verify-shape', '100', '150', '--image', str(image), '--eval',
+               '--output', str(tmp_path / 'onnx' / 'toy.onnx')] + no_hub, tmp_path)
+    checks = re.findall(r'^check (\S+): input (\S+): .*equal labels ([0-9.]+)%', log, re.MULTILINE)
+    assert [c[:2] for c in checks] == [('OK', f'1x3x{SIZE}x{SIZE}'), ('OK', '2x3x100x150')], log
+    print('\n'.join(re.findall(r'^(?:exported|check) .*$', log, re.MULTILINE)))
+    for _, shape, equal in checks:
+        assert float(equal) >= 99.9, (shape, equal)
+    miou = re.search(r'^eval mIoU on (\d+) test images: PyTorch ([0-9.]+), ONNX ([0-9.]+)', log,
+                     re.MULTILINE)
+    assert miou and int(miou[1]) == NUM_VAL, log[-3000:]
+    print(f'val mIoU PyTorch {miou[2]}, ONNX {miou[3]} (ONNX export and checks '
+          f'{time.time() - exported:.0f} s)')
+    assert abs(float(miou[2]) - float(miou[3])) <= 0.5, miou.group(0)
     print(f'end-to-end wall time {time.time() - start:.0f} s')

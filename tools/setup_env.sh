@@ -33,7 +33,7 @@ main)
     # iopath: Detectron2 pins <0.1.10; sam2 (a test reference) runs with 0.1.9 too.
     STACK_PINS=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 transformers==5.24.0
                 iopath==0.1.9)
-    EXTRAS='mmdet,mmseg,tests'
+    EXTRAS='mmdet,mmseg,tests,deploy'
     ;;
 oldest)
     VENV="${HIERA_MM_OLDEST_VENV:-$ROOT/.venv-oldest}"
@@ -119,7 +119,8 @@ STAMP="$VENV/hiera_mm-installed.txt"
 WANT="$ROOT $(cat "$ROOT/setup.py" "$CONSTRAINTS" | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! "$PY" -c "
 import importlib.util, sys
-sys.exit(any(importlib.util.find_spec(m) is None for m in ('mmdet', 'transformers', 'pytest', 'timm')))" 2>/dev/null; then
+sys.exit(any(importlib.util.find_spec(m) is None for m in ('mmdet', 'transformers', 'pytest', 'timm')
+             + (('onnxruntime',) if '$PROFILE' == 'main' else ())))" 2>/dev/null; then
     if [ "$PROFILE" = main ]; then
         "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[$EXTRAS]"
     else

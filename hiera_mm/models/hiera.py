@@ -75,12 +75,22 @@ def _is_compiling() -> bool:
     return torch._dynamo.is_compiling()
 
 
+def is_tracing() -> bool:
+    """Whether the forward is being recorded into a graph (``torch.jit.trace``, either ONNX
+    exporter, ``torch.export`` or ``torch.compile``), where sizes are symbols, not numbers."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or _is_compiling()
+
+
+# Size arithmetic in the forward pass never decides which operations run: padding by zero is still
+# a pad and a crop to the full size still a slice. A traced or exported graph then stays right at
+# every input size, not only at the one it was recorded at.
+
+
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """(B, H, W, C) -> (B * num_windows, window, window, C), zero-padding H and W up to the window."""
     B, H, W, C = x.shape
     pad_h, pad_w = (-H) % window, (-W) % window
-    if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     Hp, Wp = H + pad_h, W + pad_w
     x = x.view(B, Hp // window, window, Wp // window, window, C).transpose(2, 3)
     return x.reshape(-1, window, window, C), (Hp, Wp)
@@ -164,9 +174,7 @@ class PooledAttention(nn.Module):
         x = x.view(B, Hp // win, Wp // win, heads, win, win, self.head_dim)
         x = x.permute(0, 1, 4, 2, 5, 3, 6)  # (B, rows, win, cols, win, heads, head_dim)
         x = self.proj(x.reshape(B, Hp, Wp, dim_out))
-        if (Hp, Wp) != (H // s, W // s):
-            x = x[:, :H // s, :W // s].contiguous()
-        return x
+        return x[:, :H // s, :W // s].contiguous()  # no copy where nothing was padded
 
 
 class Mlp(nn.Module):
@@ -403,7 +411,7 @@ class Hiera(nn.Module):
 
     def resized_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Position embedding for a token grid, NHWC (1, h, w, C)."""
-        if torch.is_grad_enabled() or _is_compiling():
+        if torch.is_grad_enabled() or is_tracing():
             return self._resize_pos_embed(grid_hw)
         # Inference resizes the same embedding for every batch of a size (a bicubic resize, ~2% of
         # a forward): keep the last result, keyed by the size and the embeddings' storage and
@@ -416,14 +424,13 @@ class Hiera(nn.Module):
         return self._pos_embed_cache[1]
 
     def _resize_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
-        pos = self.pos_embed
-        if tuple(pos.shape[-2:]) != tuple(grid_hw):
-            pos = F.interpolate(pos, size=grid_hw, mode='bicubic', align_corners=False,
-                                antialias=self.pos_embed_antialias)
+        # Resized even to its own size (a copy in eager mode), so that a traced graph resizes too.
+        pos = F.interpolate(self.pos_embed, size=grid_hw, mode='bicubic', align_corners=False,
+                            antialias=self.pos_embed_antialias)
         if self.pos_embed_window is not None:
             win = self.pos_embed_window
             wh, ww = win.shape[-2:]
-            if grid_hw[0] % wh or grid_hw[1] % ww:
+            if not is_tracing() and (grid_hw[0] % wh or grid_hw[1] % ww):
                 raise ValueError(
                     f'token grid {tuple(grid_hw)} does not tile into the {wh}x{ww} windows of the '
                     f'position embedding: input height and width must be multiples of '

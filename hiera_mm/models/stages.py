@@ -17,7 +17,7 @@ from torch import nn
 
 # A module import: hiera_mm.checkpoints itself imports hiera_mm.models (the arch table).
 from .. import checkpoints
-from .hiera import build_hiera
+from .hiera import build_hiera, is_tracing
 
 
 @dataclass
@@ -194,7 +194,8 @@ class HieraStages(nn.Module):
     # ------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         in_chans = self.trunk.patch_embed.proj.in_channels
-        if x.dim() != 4 or x.shape[1] != in_chans or min(x.shape[2:]) < 1:
+        # While tracing, sizes are graph values: checking them would only warn (and freeze).
+        if not is_tracing() and (x.dim() != 4 or x.shape[1] != in_chans or min(x.shape[2:]) < 1):
             raise ValueError(f'{type(self).__name__} expects images as a (B, {in_chans}, H, W) '
                              f'tensor with H, W >= 1, got shape {tuple(x.shape)}')
         if not x.is_floating_point():
@@ -202,10 +203,9 @@ class HieraStages(nn.Module):
                             f'{x.dtype}: normalise the images first (the framework\'s '
                             'preprocessor does)')
         # Pad bottom/right to whole mask units; outputs cover the padded size (as mmdet's Swin).
+        # (A pad of zero too: a traced graph must pad at every size.)
         d = self.trunk.size_divisor
-        pad_h, pad_w = (-x.shape[2]) % d, (-x.shape[3]) % d
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = F.pad(x, (0, (-x.shape[3]) % d, 0, (-x.shape[2]) % d))
         stages = self.trunk(x)
         outs = []
         for i in self.out_indices:
