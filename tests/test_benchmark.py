@@ -165,3 +165,24 @@ def test_help_runs_standalone():
     proc = subprocess.run([sys.executable, TOOL, '--help'], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and '--contenders' in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize('name', sorted(contenders.ONNX_CONTENDERS))
+def test_onnxruntime_rows_compute_what_eager_computes(name):
+    """The onnxruntime rows time the same function as their eager twin, at a size off the grid
+    (the graph is recorded at the benchmark size and must hold at others too)."""
+    pytest.importorskip('onnxruntime', reason='the [deploy] extra is not installed')
+    import torch
+    args = tool.parse_args(['--quick', '--mode', 'fwd', '--size', '64', '96', '--arch', 'tiny'])
+    assert contenders.unavailable_reason(name, args) is None
+    exported = contenders.build_contender(name, args)
+    eager = contenders.build_contender(contenders.ONNX_CONTENDERS[name], args).module.eval()
+    for size in ((64, 96), (50, 70)):
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            expected = eager(contenders.pad_to(x, 32))
+        got = exported.run(x)
+        assert [g.shape for g in got] == [e.shape for e in expected]
+        assert max((g - e).abs().max().item() for g, e in zip(got, expected)) < 1e-4
+    both = tool.parse_args(['--quick', '--mode', 'both'])
+    assert 'forward only' in contenders.unavailable_reason(name, both)

@@ -17,7 +17,9 @@ HIERA_CONTENDERS = {
     'hiera_mm-windowed': ('windowed', None),
     'hiera_mm-windowed-noglobal': ('windowed', ()),
 }
-ALL_CONTENDERS = tuple(HIERA_CONTENDERS) + ('hf-hiera', 'swin-t', 'r50')
+# The same trunk exported (TorchScript-based ONNX exporter) and run by onnxruntime on the CPU.
+ONNX_CONTENDERS = {'onnxruntime-exact': 'hiera_mm-exact', 'onnxruntime-windowed': 'hiera_mm-windowed'}
+ALL_CONTENDERS = tuple(HIERA_CONTENDERS) + ('hf-hiera', 'swin-t', 'r50') + tuple(ONNX_CONTENDERS)
 HF_HIERA_ARCHS = ('tiny', 'small', 'base', 'base_plus', 'large', 'huge')
 SWIN_T = dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
               out_indices=(0, 1, 2, 3))
@@ -39,7 +41,8 @@ def split_contender(name: str) -> tuple[str, str | None]:
 
 def is_hiera(name: str) -> bool:
     """Rows whose input is zero-padded to multiples of 32."""
-    return split_contender(name)[0] in HIERA_CONTENDERS or name == 'hf-hiera'
+    return (split_contender(name)[0] in HIERA_CONTENDERS or name == 'hf-hiera'
+            or name in ONNX_CONTENDERS)
 
 
 def unavailable_reason(name: str, args) -> str | None:
@@ -61,6 +64,12 @@ def unavailable_reason(name: str, args) -> str | None:
             return 'transformers is not installed'
         if args.arch not in HF_HIERA_ARCHS:
             return f"transformers' HieraModel has no '{args.arch}' (SAM2) trunk"
+        return None
+    if name in ONNX_CONTENDERS:
+        if not (has_module('onnxruntime') and has_module('onnx')):
+            return "onnx / onnxruntime are not installed (pip install 'hiera_mm[deploy]')"
+        if args.mode != 'fwd' or args.device != 'cpu' or args.dtype != 'fp32':
+            return 'onnxruntime rows run forward only, fp32 on the CPU (--mode fwd)'
         return None
     if name in ('swin-t', 'r50'):
         if have_mmdet() or has_module('timm'):
@@ -196,6 +205,34 @@ def _r50(name, args):
     return Contender(name, model, lambda x: list(model(x)), impl)
 
 
+def _onnxruntime(name, args):
+    import tempfile
+
+    import onnxruntime as ort
+    import torch
+
+    from ..models import onnx as hiera_onnx
+    attention, global_blocks = HIERA_CONTENDERS[ONNX_CONTENDERS[name]]
+    model = build_hiera_trunk(args.arch, attention, global_blocks).eval()
+    divisor = model.size_divisor
+    example = pad_to(torch.zeros(args.batch, 3, *args.size), divisor)
+    hiera_onnx.register()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as torch's rows
+    options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as folder, torch.no_grad():
+        path = osp.join(folder, 'trunk.onnx')  # a file: large archs exceed protobuf's 2 GB
+        torch.onnx.export(model, (example,), path, dynamo=False, input_names=['images'],
+                          opset_version=max(17, hiera_onnx.min_opset(model)),
+                          dynamic_axes={'images': {0: 'batch', 2: 'height', 3: 'width'}})
+        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+    def run(x):
+        return [torch.from_numpy(o) for o in session.run(None, {'images': pad_to(x, divisor).numpy()})]
+    return Contender(name, model, run, f'onnxruntime {ort.__version__} CPU, Hiera(arch={args.arch!r}, '
+                                       f'attention={attention!r}) exported at opset 17, dynamic size')
+
+
 def build_contender(name: str, args, with_cp: bool = False) -> Contender:
     """The contender ``name`` (optionally ``hiera_mm-...@path/to/hiera.py``), seeded."""
     import torch
@@ -203,7 +240,8 @@ def build_contender(name: str, args, with_cp: bool = False) -> Contender:
     name, path = split_contender(name)
     if name in HIERA_CONTENDERS:
         return _hiera_mm(name, path, args, with_cp)
-    builders = {'hf-hiera': _hf_hiera, 'swin-t': _swin_t, 'r50': _r50}
+    builders = {'hf-hiera': _hf_hiera, 'swin-t': _swin_t, 'r50': _r50,
+                **{n: _onnxruntime for n in ONNX_CONTENDERS}}
     if name not in builders:
         raise ValueError(f'unknown contender {name!r}')
     return builders[name](name, args)
@@ -215,6 +253,8 @@ def import_for(name: str, args) -> None:
         import transformers  # noqa: F401
     elif name in ('swin-t', 'r50'):
         __import__('mmdet.models.backbones' if have_mmdet() else 'timm')
+    elif name in ONNX_CONTENDERS:
+        import onnxruntime  # noqa: F401
     elif args.mm_backbone:
         from .. import mmdet  # noqa: F401  (registers HieraBackbone)
     load_hiera_module(split_contender(name)[1])
