@@ -44,7 +44,7 @@ setup(
     long_description=open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
-    packages=find_packages(include=['hiera_mm', 'hiera_mm.*']),
+    packages=find_packages(include=['hiera_mm', 'hiera_mm.*', 'hiera_mm_tools', 'hiera_mm_tools.*']),
     cmdclass={'build_py': BuildPyWithConfigs},
     python_requires='>=3.9',
     install_requires=[

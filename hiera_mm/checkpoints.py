@@ -25,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from .models.hiera import ARCH_SETTINGS
+from .archs import ARCH_SETTINGS
 
 HF_PREFIX = 'hf://'
 LAYOUTS = ('hf', 'fair', 'timm_abswin', 'sam2', 'hiera_mm')

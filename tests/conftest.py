@@ -5,14 +5,14 @@ import sys
 import pytest
 import torch
 
-from hiera_mm.models import hiera
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 sys.path.insert(0, os.path.join(ROOT, 'tools', 'dev'))
-# The normalisation Hiera was trained with (RGB, 0-255 scale), as configs must state it.
-IMAGENET_MEAN = list(hiera.IMAGENET_MEAN)
-IMAGENET_STD = list(hiera.IMAGENET_STD)
+# The normalisation Hiera was trained with, as configs must state it: the image_mean
+# [0.485, 0.456, 0.406] and image_std [0.229, 0.224, 0.225] of the facebook/hiera-*-224-hf
+# preprocessor_config.json (and FAIR's hiera), on the 0-255 scale of mmdet's data preprocessor.
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
 # No test may reach a model hub; loading code must go through the real cache logic.
 os.environ['HF_HUB_OFFLINE'] = '1'
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
 from hiera_mm.checkpoints import CheckpointError
-from hiera_mm.models.hiera import ARCH_SETTINGS
+from hiera_mm.archs import ARCH_SETTINGS
 from conftest import randomize_
 from mmdet.registry import MODELS
 

@@ -100,7 +100,7 @@ def shrink(cfg):
     Hiera stage (same widths/heads/attention layout) and random init; a small LSJ canvas; fewer
     sampled RoIs, proposals, queries and transformer layers (the head cost on CPU is
     proportional to them)."""
-    from hiera_mm.models.hiera import ARCH_SETTINGS
+    from hiera_mm.archs import ARCH_SETTINGS
 
     backbone = cfg.model.backbone
     arch = backbone.arch

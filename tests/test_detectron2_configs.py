@@ -25,7 +25,7 @@ from detectron2.layers.batch_norm import LayerNorm as D2LayerNorm  # noqa: E402
 from detectron2.modeling.roi_heads import CascadeROIHeads, StandardROIHeads  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
-from hiera_mm.models.hiera import ARCH_SETTINGS  # noqa: E402
+from hiera_mm.archs import ARCH_SETTINGS  # noqa: E402
 
 CONFIG_DIR = os.path.join(ROOT, 'configs', 'detectron2')
 # Bases are not configs; yacs/ holds YAML configs of another kind.

@@ -82,7 +82,7 @@ def shrink(cfg):
     """One block per stage, random init, no stochastic depth, a 128 px canvas; narrower UperNet /
     FCN heads; Mask2Former with fewer queries, decoder layers and sampled points (its cost on CPU
     grows with them)."""
-    from hiera_mm.models.hiera import ARCH_SETTINGS
+    from hiera_mm.archs import ARCH_SETTINGS
     backbone = cfg.model.backbone
     settings = dict(ARCH_SETTINGS[backbone.arch])
     settings['depths'] = (1, 1, 1, 1)

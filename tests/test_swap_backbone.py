@@ -83,7 +83,7 @@ def load(text, tmp_path, name='swapped.py'):
 def shrink(cfg):
     """Cheap on CPU, same structure: one block per Hiera stage, no pretrained weights, a small
     fixed-size batch pad, fewer queries / transformer layers / sampled RoIs and points."""
-    from hiera_mm.models.hiera import ARCH_SETTINGS
+    from hiera_mm.archs import ARCH_SETTINGS
 
     model = cfg.model
     model.backbone.arch = dict(ARCH_SETTINGS[model.backbone.arch], depths=(1, 1, 1, 1))

@@ -85,7 +85,7 @@ def load(text, tmp_path, name='swapped.py'):
 def shrink(cfg):
     """Cheap on CPU, same structure: one block per Hiera stage, no pretrained weights, 64-pixel
     crops, thinner heads, fewer queries / transformer layers / sampled points."""
-    from hiera_mm.models.hiera import ARCH_SETTINGS
+    from hiera_mm.archs import ARCH_SETTINGS
 
     model = cfg.model
     model.backbone.arch = dict(ARCH_SETTINGS[model.backbone.arch], depths=(1, 1, 1, 1))

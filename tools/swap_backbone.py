@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv=None):
-    from hiera_mm.models.hiera import ARCH_SETTINGS
+    from hiera_mm.archs import ARCH_SETTINGS
 
     parser = argparse.ArgumentParser(
         description='Swap the backbone of an MMDetection or MMSegmentation config for Hiera '

@@ -8,6 +8,7 @@ import importlib.util
 import os.path as osp
 import sys
 
+from ..archs import ARCH_SETTINGS
 from .environment import has_module, have_mmdet, why_no_mmdet
 
 HIERA_FILE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'models', 'hiera.py')
@@ -164,7 +165,7 @@ def _hiera_mm(name, path, args, with_cp):
 
 def _hf_hiera(name, args):
     from transformers import HieraConfig, HieraModel
-    s = load_hiera_module().ARCH_SETTINGS[args.arch]
+    s = ARCH_SETTINGS[args.arch]
     config = HieraConfig(embed_dim=s['embed_dim'], depths=list(s['depths']),
                          num_heads=list(s['num_heads']))
     model = HieraModel(config, add_pooling_layer=False)

@@ -30,7 +30,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 
-from ..models.hiera import ARCH_SETTINGS
+from ..archs import ARCH_SETTINGS
 from .backbone import HieraBackbone
 
 __all__ = ['add_hiera_config', 'get_hiera_cfg', 'HieraCfgNode', 'build_hiera_backbone',

@@ -22,7 +22,8 @@ import inspect
 from numbers import Real
 from typing import Optional, Sequence, Union
 
-from ..models.hiera import ARCH_SETTINGS, Hiera
+from ..archs import ARCH_SETTINGS
+from ..models.hiera import Hiera
 from ..models.stages import hiera_layer_id
 
 __all__ = ['get_hiera_lr_decay_rate', 'hiera_depths']

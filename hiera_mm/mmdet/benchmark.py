@@ -13,7 +13,7 @@ import time
 
 from ..benchmark.contenders import SWIN_T, init_quietly
 from ..benchmark.timing import DTYPES, alternate, summarize
-from ..models.hiera import ARCH_SETTINGS
+from ..archs import ARCH_SETTINGS
 
 BASE_CONFIG = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 NUM_CLASSES = 80

@@ -1,6 +1,6 @@
 """The Hiera model in plain torch (no framework imports)."""
-from .hiera import ARCH_SETTINGS, ATTENTION_MODES, Hiera, build_hiera
+from .hiera import ATTENTION_MODES, Hiera, build_hiera
 from .stages import HieraStages, LoadReport, hiera_layer_id
 
-__all__ = ['ARCH_SETTINGS', 'ATTENTION_MODES', 'Hiera', 'HieraStages', 'LoadReport', 'build_hiera',
+__all__ = ['ATTENTION_MODES', 'Hiera', 'HieraStages', 'LoadReport', 'build_hiera',
            'hiera_layer_id']

@@ -15,7 +15,7 @@ that is a multiple of 32 pixels (a mask unit). SAM2's Hiera trunk is the same ne
 window sizes and an absolute-window position embedding; timm's ``hiera_*_abswin_256`` adds LayerScale
 and (small) a parameter-free stage widening. All are covered by ``Hiera`` below.
 
-This file imports nothing but torch, so it runs without the OpenMMLab stack (e.g. for benchmarks).
+This file imports nothing but torch and ``hiera_mm.archs``, so it runs without any framework.
 """
 from __future__ import annotations
 
@@ -26,46 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-# Hiera image models of the paper (IN1K / MAE checkpoints on the HF hub as facebook/hiera-*-224-hf).
-# SAM2 / SAM2.1 image-encoder trunks: windowed attention per stage, a few global blocks and an
-# absolute-window position embedding (settings from SAM2's released model configs).
-ARCH_SETTINGS = {
-    'tiny': dict(embed_dim=96, depths=(1, 2, 7, 2), num_heads=(1, 2, 4, 8)),
-    'small': dict(embed_dim=96, depths=(1, 2, 11, 2), num_heads=(1, 2, 4, 8)),
-    'base': dict(embed_dim=96, depths=(2, 3, 16, 3), num_heads=(1, 2, 4, 8)),
-    'base_plus': dict(embed_dim=112, depths=(2, 3, 16, 3), num_heads=(2, 4, 8, 16)),
-    'large': dict(embed_dim=144, depths=(2, 6, 36, 4), num_heads=(2, 4, 8, 16)),
-    'huge': dict(embed_dim=256, depths=(2, 6, 36, 4), num_heads=(4, 8, 16, 32)),
-    'sam2_tiny': dict(embed_dim=96, depths=(1, 2, 7, 2), num_heads=(1, 2, 4, 8),
-                      window_sizes=(8, 4, 14, 7), global_blocks=(5, 7, 9),
-                      pos_embed='abs_win', pos_embed_size=(7, 7)),
-    'sam2_small': dict(embed_dim=96, depths=(1, 2, 11, 2), num_heads=(1, 2, 4, 8),
-                       window_sizes=(8, 4, 14, 7), global_blocks=(7, 10, 13),
-                       pos_embed='abs_win', pos_embed_size=(7, 7)),
-    'sam2_base_plus': dict(embed_dim=112, depths=(2, 3, 16, 3), num_heads=(2, 4, 8, 16),
-                           window_sizes=(8, 4, 14, 7), global_blocks=(12, 16, 20),
-                           pos_embed='abs_win', pos_embed_size=(14, 14)),
-    'sam2_large': dict(embed_dim=144, depths=(2, 6, 36, 4), num_heads=(2, 4, 8, 16),
-                       window_sizes=(8, 4, 16, 8), global_blocks=(23, 33, 43),
-                       pos_embed='abs_win', pos_embed_size=(7, 7)),
-}
-# The SAM2.1 releases share the SAM2 trunks.
-for _size in ('tiny', 'small', 'base_plus', 'large'):
-    ARCH_SETTINGS[f'sam2.1_{_size}'] = ARCH_SETTINGS[f'sam2_{_size}']
-# timm's hiera_{small,base}_abswin_256: the paper's Hiera at 256 pixels with an absolute-window
-# position embedding (resized with antialiasing, unlike SAM2's) and LayerScale; the small one widens
-# the residual at stage transitions by pooling instead of a projection (timm's use_expand_proj=False).
-_ABSWIN = dict(embed_dim=96, num_heads=(1, 2, 4, 8), pos_embed='abs_win', pos_embed_antialias=True,
-               layer_scale=1e-5, pretrain_size=256)
-ARCH_SETTINGS['abswin_small'] = dict(_ABSWIN, depths=(1, 2, 11, 2), pos_embed_size=(16, 16),
-                                     expand_proj=False)
-ARCH_SETTINGS['abswin_base'] = dict(_ABSWIN, depths=(2, 3, 16, 3), pos_embed_size=(14, 14))
+from ..archs import check_arch
 
 ATTENTION_MODES = ('exact', 'windowed')
-# The input normalisation every released Hiera / SAM2 checkpoint was trained with: RGB images on
-# the 0-255 scale, ImageNet mean and std. Detector configs must state it.
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 def _is_compiling() -> bool:
@@ -81,16 +44,17 @@ def is_tracing() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or _is_compiling()
 
 
-# Size arithmetic in the forward pass never decides which operations run: padding by zero is still
-# a pad and a crop to the full size still a slice. A traced or exported graph then stays right at
-# every input size, not only at the one it was recorded at.
+# While a graph is recorded, size arithmetic never decides which operations run: padding by zero is
+# still a pad and a crop to the full size still a slice, so the graph stays right at every input
+# size, not only at the one it was recorded at. Eager calls skip the no-op pads (each one a copy).
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """(B, H, W, C) -> (B * num_windows, window, window, C), zero-padding H and W up to the window."""
     B, H, W, C = x.shape
     pad_h, pad_w = (-H) % window, (-W) % window
-    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    if is_tracing() or pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     Hp, Wp = H + pad_h, W + pad_w
     x = x.view(B, Hp // window, window, Wp // window, window, C).transpose(2, 3)
     return x.reshape(-1, window, window, C), (Hp, Wp)
@@ -424,9 +388,10 @@ class Hiera(nn.Module):
         return self._pos_embed_cache[1]
 
     def _resize_pos_embed(self, grid_hw: tuple[int, int]) -> torch.Tensor:
-        # Resized even to its own size (a copy in eager mode), so that a traced graph resizes too.
-        pos = F.interpolate(self.pos_embed, size=grid_hw, mode='bicubic', align_corners=False,
-                            antialias=self.pos_embed_antialias)
+        pos = self.pos_embed
+        if is_tracing() or tuple(pos.shape[-2:]) != tuple(grid_hw):
+            pos = F.interpolate(pos, size=grid_hw, mode='bicubic', align_corners=False,
+                                antialias=self.pos_embed_antialias)
         if self.pos_embed_window is not None:
             win = self.pos_embed_window
             wh, ww = win.shape[-2:]
@@ -469,12 +434,9 @@ class Hiera(nn.Module):
 
 
 def build_hiera(arch='tiny', **kwargs) -> Hiera:
-    """Hiera from an arch name (see ``ARCH_SETTINGS``) or a dict of ``Hiera`` arguments."""
+    """Hiera from an arch name (see ``hiera_mm.archs``) or a dict of ``Hiera`` arguments."""
     if isinstance(arch, str):
-        if arch not in ARCH_SETTINGS:
-            raise ValueError(f"unknown Hiera arch '{arch}'; choose one of {sorted(ARCH_SETTINGS)} "
-                             'or pass a dict with embed_dim, depths and num_heads')
-        settings = dict(ARCH_SETTINGS[arch])
+        settings = dict(check_arch(arch))
     elif isinstance(arch, dict):
         missing = {'embed_dim', 'depths', 'num_heads'} - set(arch)
         if missing:

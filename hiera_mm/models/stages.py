@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# A module import: hiera_mm.checkpoints itself imports hiera_mm.models (the arch table).
 from .. import checkpoints
 from .hiera import build_hiera, is_tracing
 
@@ -203,9 +202,11 @@ class HieraStages(nn.Module):
                             f'{x.dtype}: normalise the images first (the framework\'s '
                             'preprocessor does)')
         # Pad bottom/right to whole mask units; outputs cover the padded size (as mmdet's Swin).
-        # (A pad of zero too: a traced graph must pad at every size.)
+        # (A pad of zero too while tracing: the graph must pad at every size.)
         d = self.trunk.size_divisor
-        x = F.pad(x, (0, (-x.shape[3]) % d, 0, (-x.shape[2]) % d))
+        pad_h, pad_w = (-x.shape[2]) % d, (-x.shape[3]) % d
+        if is_tracing() or pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         stages = self.trunk(x)
         outs = []
         for i in self.out_indices:

@@ -9,7 +9,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from ..checkpoints import CheckpointError
-from ..models.hiera import ARCH_SETTINGS
+from ..archs import ARCH_SETTINGS
 from ..models.stages import HieraStages
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from ...models.hiera import IMAGENET_MEAN, IMAGENET_STD
+from ...archs import IMAGENET_MEAN, IMAGENET_STD
 from .analyse import Consumer, short_type
 from .hiera_backbone import backbone_entry, stage_widths
 from .literals import Code

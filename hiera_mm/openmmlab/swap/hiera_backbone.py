@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ...models.hiera import ARCH_SETTINGS
+from ...archs import ARCH_SETTINGS
 from .literals import Code
 
 HUB_CHECKPOINTS = {size: f"hf://facebook/hiera-{size.replace('_', '-')}-224-hf"

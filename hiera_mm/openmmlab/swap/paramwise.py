@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from ...models.hiera import ARCH_SETTINGS
+from ...archs import ARCH_SETTINGS
 from .literals import Braces, one_line_source
 
 
