@@ -52,10 +52,13 @@ HUB_IDS = {size: f"facebook/hiera-{size.replace('_', '-')}-224-hf"
 DEFAULT_DROP_PATH = {'tiny': 0.1, 'small': 0.15, 'base': 0.2, 'base_plus': 0.2, 'large': 0.4,
                      'huge': 0.5}
 
-# Patch stride 4 x mask unit 8: Hiera pads its inputs to multiples of this many pixels.
-SIZE_DIVISOR = 32
-# Strides of the four stage maps.
-STAGE_STRIDES = (4, 8, 16, 32)
+# Pixels per token of the patch embedding, and tokens per side of a mask unit (stage 1).
+PATCH_STRIDE = 4
+MASK_UNIT_SIZE = 8
+# Hiera pads its inputs to whole mask units: multiples of this many pixels.
+SIZE_DIVISOR = PATCH_STRIDE * MASK_UNIT_SIZE  # 32
+# Strides of the four stage maps (each stage halves the map).
+STAGE_STRIDES = tuple(PATCH_STRIDE * 2 ** i for i in range(4))  # (4, 8, 16, 32)
 
 # The input normalisation every released Hiera / SAM2 checkpoint was trained with: RGB images on
 # the 0-255 scale, ImageNet mean and std.

@@ -25,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from .archs import ARCH_SETTINGS
+from .archs import ARCH_SETTINGS, HUB_IDS
 
 HF_PREFIX = 'hf://'
 LAYOUTS = ('hf', 'fair', 'timm_abswin', 'sam2', 'hiera_mm')
@@ -137,8 +137,9 @@ def read_state_dict(source: str) -> dict:
     if os.path.isdir(source):
         return _read_folder(source)
     if not os.path.isfile(source):
-        raise CheckpointError(f"checkpoint '{source}' does not exist (give a file, a folder written "
-                              f"by save_pretrained, or a hub id as '{HF_PREFIX}facebook/hiera-tiny-224-hf')")
+        raise CheckpointError(f"checkpoint '{source}' does not exist (give a file, a folder "
+                              "written by save_pretrained, or a hub id as "
+                              f"'{HF_PREFIX}{HUB_IDS['tiny']}')")
     if source.endswith('.safetensors'):
         return _read_safetensors(source)
     return _read_torch(source)

@@ -1,5 +1,10 @@
-"""Shared fixtures: small Hiera checkpoints made here (no hub access), tiny detectors."""
+"""Shared fixtures: published arch facts as literals, small Hiera checkpoints made here (no hub
+access), tiny detectors, test references that must be installed, and subprocesses that end with
+their test."""
+import importlib
 import os
+import signal
+import subprocess
 import sys
 
 import pytest
@@ -13,6 +18,62 @@ sys.path.insert(0, os.path.join(ROOT, 'tools', 'dev'))
 # preprocessor_config.json (and FAIR's hiera), on the 0-255 scale of mmdet's data preprocessor.
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
+# Hiera's image models as the paper states them (Ryali et al., "Hiera: A Hierarchical Vision
+# Transformer without the Bells-and-Whistles", ICML 2023, table of model configurations): channels
+# and heads of stage 1 (both double at every stage) and blocks per stage.
+HIERA_PAPER = {
+    'tiny': dict(embed_dim=96, num_heads=1, depths=(1, 2, 7, 2)),
+    'small': dict(embed_dim=96, num_heads=1, depths=(1, 2, 11, 2)),
+    'base': dict(embed_dim=96, num_heads=1, depths=(2, 3, 16, 3)),
+    'base_plus': dict(embed_dim=112, num_heads=2, depths=(2, 3, 16, 3)),
+    'large': dict(embed_dim=144, num_heads=2, depths=(2, 6, 36, 4)),
+    'huge': dict(embed_dim=256, num_heads=4, depths=(2, 6, 36, 4)),
+}
+# SAM 2 / SAM 2.1's released image-encoder trunks (sam2/configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml,
+# keys left out there take the defaults of sam2.modeling.backbones.hieradet.Hiera), in SAM2's names.
+SAM2_RELEASED = {
+    'tiny': dict(embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9),
+                 window_spec=(8, 4, 14, 7), window_pos_embed_bkg_spatial_size=(7, 7)),
+    'small': dict(embed_dim=96, num_heads=1, stages=(1, 2, 11, 2), global_att_blocks=(7, 10, 13),
+                  window_spec=(8, 4, 14, 7), window_pos_embed_bkg_spatial_size=(7, 7)),
+    'base_plus': dict(embed_dim=112, num_heads=2, stages=(2, 3, 16, 3),
+                      global_att_blocks=(12, 16, 20), window_spec=(8, 4, 14, 7),
+                      window_pos_embed_bkg_spatial_size=(14, 14)),
+    'large': dict(embed_dim=144, num_heads=2, stages=(2, 6, 36, 4), global_att_blocks=(23, 33, 43),
+                  window_spec=(8, 4, 16, 8), window_pos_embed_bkg_spatial_size=(7, 7)),
+}
+# The paper's models on the Hugging Face hub (transformers' HieraModel layout).
+HUB_IDS = {
+    'tiny': 'facebook/hiera-tiny-224-hf', 'small': 'facebook/hiera-small-224-hf',
+    'base': 'facebook/hiera-base-224-hf', 'base_plus': 'facebook/hiera-base-plus-224-hf',
+    'large': 'facebook/hiera-large-224-hf', 'huge': 'facebook/hiera-huge-224-hf',
+}
+
+
+def paper_arch(size, **changes):
+    """An arch dict of the paper's model ``size`` (heads per stage written out), e.g. for
+    HieraBackbone(arch=...) or transformers' HieraConfig; ``changes`` replace entries."""
+    facts = HIERA_PAPER[size]
+    arch = dict(embed_dim=facts['embed_dim'], depths=facts['depths'],
+                num_heads=tuple(facts['num_heads'] * 2 ** i for i in range(4)))
+    arch.update(changes)
+    return arch
+
+
+# Test references `make test` installs (the [tests] extra): a missing one fails, never skips.
+REFERENCES = {'hiera': 'hiera-transformer==0.1.4', 'timm': 'timm>=1.0'}
+
+
+def require(module):
+    """Import a parity reference; if it is missing the test fails and names the install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pytest.fail(f'the parity reference {module!r} is missing ({exc}): install it with '
+                    f"pip install '{REFERENCES[module]}' (or pip install -e '.[tests]', as "
+                    '`make setup` does)', pytrace=False)
+
+
 # No test may reach a model hub; loading code must go through the real cache logic.
 os.environ['HF_HUB_OFFLINE'] = '1'
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -25,14 +86,9 @@ def hf_config(embed_dim=96, depths=(1, 2, 7, 2), num_heads=(1, 2, 4, 8), image_s
                        image_size=list(image_size), **extra)
 
 
-def randomize_(model, seed=0, std=0.05):
-    """Non-trivial random weights (norm gains and biases included) so parity cannot pass by luck."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            base = 1.0 if name.endswith('weight') and p.ndim == 1 else 0.0
-            p.copy_(base + std * torch.randn(p.shape, generator=gen))
-    return model
+# Non-trivial random weights (norm gains and biases included) so parity cannot pass by luck; the
+# GPU check uses the same.
+from hiera_mm_tools.gpu_check import randomize_  # noqa: E402,F401
 
 
 @pytest.fixture(scope='session')
@@ -127,3 +183,153 @@ randomness = dict(seed=0)
     with open(path, 'w') as f:
         f.write(text)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Subprocesses end with their test
+# ---------------------------------------------------------------------------------------------
+_STARTED = []  # every Tool of the session, in start order
+
+
+def _proc_table():
+    """{pid: (ppid, state)} of every process, read from /proc."""
+    table = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                stat = f.read()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()  # after "pid (comm) "
+        table[int(entry)] = (int(fields[1]), fields[0])
+    return table
+
+
+def process_tree(pid):
+    """``pid`` and all its live descendants (zombies left out), parents first."""
+    table = _proc_table()
+    children = {}
+    for child, (parent, _) in table.items():
+        children.setdefault(parent, []).append(child)
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        if p in table and table[p][1] != 'Z':
+            tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def is_alive(pid):
+    """True while ``pid`` runs (a zombie, ended but not yet reaped, counts as ended)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(')') + 2] != 'Z'
+
+
+def group_members(pgid):
+    """Live processes of process group ``pgid``."""
+    members = []
+    for pid in _proc_table():
+        try:
+            if os.getpgid(pid) == pgid and is_alive(pid):
+                members.append(pid)
+        except ProcessLookupError:
+            pass
+    return members
+
+
+class Tool:
+    """A command run as a test's subprocess, in a session (and process group) of its own.
+
+    ``kill()`` ends it with all its descendants: the group, and also the processes that left it
+    for sessions of their own (torchrun starts its workers so). ``wait()`` kills everything on a
+    timeout or any other exception (pytest-timeout's included), and the ``_end_processes``
+    fixture kills what a test leaves running when it ends, passed or failed.
+    """
+
+    def __init__(self, args, *, cwd=ROOT, env=None, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True):
+        self.args = [str(a) for a in args]
+        self.proc = subprocess.Popen(self.args, cwd=str(cwd), env=env, stdout=stdout,
+                                     stderr=stderr, text=text, start_new_session=True)
+        self.pid = self.pgid = self.proc.pid
+        _STARTED.append(self)
+
+    def tree(self):
+        return process_tree(self.pid) if self.proc.poll() is None else []
+
+    def kill(self):
+        """Stop every process of the tree (so none starts another), then SIGKILL them all."""
+        stopped = set()
+        for _ in range(100):
+            new = [p for p in self.tree() if p not in stopped]
+            if not new:
+                break
+            for pid in new:
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
+            stopped.update(new)
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(self.pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def wait(self, timeout, check=False):
+        """Output as ``subprocess.run`` returns it; the whole tree is killed if the command
+        outlives ``timeout`` seconds (``TimeoutExpired``) or the test is interrupted."""
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+        except BaseException:
+            self.kill()
+            raise
+        # The command ended: what it left behind in its group (daemons, orphans) ends too.
+        try:
+            os.killpg(self.pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        res = subprocess.CompletedProcess(self.args, self.proc.returncode, stdout, stderr)
+        if check:
+            res.check_returncode()
+        return res
+
+
+def run_tool(args, *, timeout, check=False, **kwargs):
+    """``subprocess.run(args, capture_output=True, text=True, timeout=timeout)`` whose process
+    tree dies with it on a timeout or a failure of the test (see ``Tool``)."""
+    return Tool(args, **kwargs).wait(timeout, check=check)
+
+
+@pytest.fixture(autouse=True)
+def _end_processes():
+    """Whatever a test started and left running is killed when the test ends."""
+    first = len(_STARTED)
+    yield
+    for tool in _STARTED[first:]:
+        if tool.proc.returncode is None or group_members(tool.pgid):
+            tool.kill()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _end_session_processes():
+    """... and what module or session fixtures started, when the session ends."""
+    yield
+    for tool in _STARTED:
+        if tool.proc.returncode is None:
+            tool.kill()

@@ -1,5 +1,10 @@
 """HieraBackbone: parity with transformers' Hiera, any size, mmdet conventions, argument and input
-checks."""
+checks.
+
+Parity runs the paper's archs; behaviour that does not depend on depth or width (shapes, padding,
+freezing, checkpointing, caches, drop path) runs on ``MID``, Hiera-T's layout at a fraction of its
+compute.
+"""
 
 import pytest
 import torch
@@ -7,12 +12,18 @@ import torch.nn.functional as F
 
 import hiera_mm.mmdet  # noqa: F401  (registers into mmdet)
 from hiera_mm.checkpoints import CheckpointError
-from hiera_mm.archs import ARCH_SETTINGS
-from conftest import randomize_
+from conftest import paper_arch, randomize_
 from mmdet.registry import MODELS
 
 TOL = 1e-4
 SMALL = dict(embed_dim=48, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8))  # one block per stage
+# Hiera-T's layout (heads, pooling, mask-unit attention in stages 1-2, several stage-3 blocks of
+# which 'windowed' keeps the last global) at a third of the width and a third of the blocks.
+MID = dict(embed_dim=32, depths=(1, 2, 3, 2), num_heads=(1, 2, 4, 8))
+MID_WIDTHS = [32, 64, 128, 256]
+# timm's abswin layout (absolute-window position embedding, LayerScale, pooled widening), MID-sized
+MID_ABSWIN = dict(MID, pos_embed='abs_win', pos_embed_antialias=True, pos_embed_size=(16, 16),
+                  layer_scale=1e-5, pretrain_size=256, expand_proj=False)
 
 
 def build(arch='tiny', checkpoint=None, **kwargs):
@@ -44,8 +55,14 @@ def stage_shapes(batch, height, width, embed_dim):
 
 
 def arch_cfg(arch):
-    s = ARCH_SETTINGS[arch]
-    return dict(embed_dim=s['embed_dim'], depths=s['depths'], num_heads=s['num_heads'])
+    """The paper's arch (conftest's literals), for transformers' HieraConfig."""
+    return paper_arch(arch)
+
+
+def structure(arch, **kwargs):
+    """The backbone built on the 'meta' device: its structure without weights or compute."""
+    with torch.device('meta'):
+        return MODELS.build(dict(type='HieraBackbone', arch=arch, **kwargs))
 
 
 @pytest.mark.parametrize('arch', ['tiny', 'small', 'base', 'base_plus'])
@@ -60,7 +77,7 @@ def test_parity_with_transformers_at_224(arch, make_hf_checkpoint):
 
 @pytest.mark.parametrize('arch', ['large', 'huge'])
 def test_parity_large_and_huge_widths_at_reduced_depth(arch, make_hf_checkpoint):
-    cfg = dict(arch_cfg(arch), depths=(1, 2, 3, 2))
+    cfg = dict(arch_cfg(arch), depths=(1, 1, 2, 1))  # every stage's width, a non-pooling block
     folder, hf = make_hf_checkpoint(**cfg)
     model = build(dict(cfg), folder, out_norm=False)
     x = torch.randn(1, 3, 224, 224)
@@ -69,7 +86,9 @@ def test_parity_large_and_huge_widths_at_reduced_depth(arch, make_hf_checkpoint)
     assert max_diff(ours, hf_stage_maps(hf, x)) <= TOL
 
 
-@pytest.mark.parametrize('size', [(320, 480), (512, 512), (1056, 800)])
+# Position embedding grown on both axes (odd and even counts of mask units), square, and shrunk on
+# one axis while grown on the other (5 x 11 mask units).
+@pytest.mark.parametrize('size', [(320, 480), (512, 512), (160, 352)])
 def test_parity_at_other_sizes(size, make_hf_checkpoint):
     """All four stages against an HF model built for that size with the 224 position embedding
     resized as ``interpolate_pos_encoding`` resizes it; the last stage also against the 224
@@ -78,7 +97,7 @@ def test_parity_at_other_sizes(size, make_hf_checkpoint):
     from conftest import hf_config
     folder, hf224 = make_hf_checkpoint(**arch_cfg('tiny'))
     H, W = size
-    hf_sized = transformers.HieraModel(hf_config(image_size=size)).eval()
+    hf_sized = transformers.HieraModel(hf_config(**arch_cfg('tiny'), image_size=size)).eval()
     state = dict(hf224.state_dict())
     pos = hf224.embeddings.position_embeddings
     dummy = torch.zeros(1, (H // 4) * (W // 4), pos.shape[-1])
@@ -101,21 +120,21 @@ def test_parity_at_other_sizes(size, make_hf_checkpoint):
 def test_loads_hf_wrappers_with_prefix(model_cls, make_hf_checkpoint):
     extra = dict(decoder_hidden_size=64, decoder_depth=1, decoder_num_heads=1) \
         if model_cls == 'HieraForPreTraining' else {}
-    folder, hf = make_hf_checkpoint(model_cls, **arch_cfg('tiny'), **extra)
+    folder, hf = make_hf_checkpoint(model_cls, **MID, **extra)
     import transformers
     encoder = transformers.HieraModel(hf.config).eval()  # the MAE encoder without masking
     encoder.load_state_dict(hf.hiera.state_dict(), strict=False)
-    model = build('tiny', folder, out_norm=False)
+    model = build(MID, folder, out_norm=False)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert max_diff(model(x), hf_stage_maps(encoder, x)) <= TOL
 
 
 def test_windowed_equals_exact_at_224_and_differs_above(make_hf_checkpoint):
-    folder, _ = make_hf_checkpoint(**arch_cfg('tiny'))
-    exact = build('tiny', folder)
-    windowed = build('tiny', folder, attention='windowed')
-    none_global = build('tiny', folder, attention='windowed', global_blocks=())
+    folder, _ = make_hf_checkpoint(**MID)
+    exact = build(MID, folder)
+    windowed = build(MID, folder, attention='windowed')
+    none_global = build(MID, folder, attention='windowed', global_blocks=())
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert max_diff(exact(x), windowed(x)) == 0.0
@@ -126,13 +145,21 @@ def test_windowed_equals_exact_at_224_and_differs_above(make_hf_checkpoint):
     assert max_diff(e[2:], w[2:]) > 1e-3
 
 
-@pytest.mark.parametrize('size', [(800, 1344), (1024, 1024), (333, 517)])
+# 'windowed' attends in windows of 14 (stage 3) and 7 (stage 4) tokens: 288 x 416 is a multiple of
+# 32 whose stage-3/4 grids (18 x 26, 9 x 13) pad to whole windows; 448 x 448 needs no padding at
+# all; 333 x 517 pads the input to 352 x 544 and then the windows. (800 x 1344 and 1024 x 1024, the
+# detection sizes, take the same paths.)
+@pytest.mark.parametrize('size', [(288, 416), (448, 448), (333, 517)])
 def test_shapes_any_size(size):
-    model = build('tiny', attention='windowed')
+    model = build(MID, attention='windowed')
     with torch.no_grad():
         outs = model(torch.randn(1, 3, *size))
-    assert [tuple(o.shape) for o in outs] == stage_shapes(1, *size, 96)
-    assert model.out_channels == [96, 192, 384, 768]
+    assert [tuple(o.shape) for o in outs] == stage_shapes(1, *size, 32)
+    assert model.out_channels == MID_WIDTHS
+
+
+def test_out_channels_of_tiny():
+    assert structure('tiny').out_channels == [96, 192, 384, 768]  # the paper's Hiera-T
 
 
 @pytest.mark.parametrize('arch, shape', [
@@ -168,32 +195,44 @@ def test_memory_layout_does_not_change_outputs(layout):
     (dict(SMALL, global_blocks=(3,)), dict(attention='windowed'), (3,)),  # an arch dict's own
 ])
 def test_global_blocks(arch, kwargs, expected):
-    assert build(arch, **kwargs).trunk.global_blocks == expected
+    assert structure(arch, **kwargs).trunk.global_blocks == expected
 
 
 def test_padding_matches_explicit_padding():
-    model = build('tiny')
+    model = build(MID)
     x = torch.randn(1, 3, 200, 300)
     with torch.no_grad():
         assert max_diff(model(x), model(F.pad(x, (0, 20, 0, 24)))) == 0.0
 
 
 def test_out_indices_and_out_norm():
-    model = build('tiny', out_indices=(1, 3))
+    model = randomize_(build(MID, out_indices=(1, 3)))
     outs = model(torch.randn(1, 3, 64, 64))
-    assert [o.shape[1] for o in outs] == [192, 768]
+    assert [o.shape[1] for o in outs] == [64, 256]
     assert set(model.out_norms) == {'stage2', 'stage4'}
-    raw = build('tiny', out_indices=(1, 3), out_norm=False)
-    raw.load_state_dict(model.state_dict(), strict=False)
-    with torch.no_grad():
-        norm_out = model(torch.ones(1, 3, 64, 64))[0]
-    # the out norm makes each position zero-mean over channels
-    assert float(norm_out.mean(1).abs().max()) < 1e-4
+    raw = build(MID, out_indices=(1, 3), out_norm=False)
     assert raw.out_norms is None
+    missing, unexpected = raw.load_state_dict(model.state_dict(), strict=False)
+    assert missing == [] and sorted(unexpected) == [
+        'out_norms.stage2.bias', 'out_norms.stage2.weight', 'out_norms.stage4.bias',
+        'out_norms.stage4.weight']
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        normed, plain = model(x), raw(x)
+    # the same trunk; each emitted map is the raw one through its stage's LayerNorm (channels)
+    for out, ref, name in zip(normed, plain, ('stage2', 'stage4')):
+        want = model.out_norms[name](ref.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        assert max_diff([out], [want]) <= 1e-5
+        assert max_diff([out], [ref]) > 1e-2  # the norm did something
+    # with unit gain and zero bias the out norm makes each position zero-mean over channels
+    fresh = build(MID, out_indices=(1, 3))
+    with torch.no_grad():
+        norm_out = fresh(torch.ones(1, 3, 64, 64))[0]
+    assert float(norm_out.mean(1).abs().max()) < 1e-4
 
 
 def test_gradients_reach_every_trainable_parameter():
-    model = build('tiny', out_indices=(0, 1, 2, 3)).train()
+    model = build(MID, out_indices=(0, 1, 2, 3)).train()
     outs = model(torch.randn(2, 3, 96, 64))
     sum(o.square().mean() for o in outs).backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and
@@ -203,7 +242,7 @@ def test_gradients_reach_every_trainable_parameter():
 
 @pytest.mark.parametrize('frozen', [-1, 0, 1, 2, 4])
 def test_frozen_stages(frozen):
-    model = build('tiny', frozen_stages=frozen).train()
+    model = build(MID, frozen_stages=frozen).train()
     ends = model.trunk.stage_ends
     for name, p in model.named_parameters():
         if name.startswith(('trunk.patch_embed', 'trunk.pos_embed')):
@@ -233,8 +272,8 @@ def test_frozen_stages(frozen):
 
 def test_with_cp_same_outputs_and_gradients():
     torch.manual_seed(0)
-    plain = build('tiny').train()
-    cp = build('tiny', with_cp=True).train()
+    plain = build(MID).train()
+    cp = build(MID, with_cp=True).train()
     cp.load_state_dict(plain.state_dict())
     x = torch.randn(1, 3, 96, 96)
     outs = [m(x) for m in (plain, cp)]
@@ -246,8 +285,8 @@ def test_with_cp_same_outputs_and_gradients():
 
 
 def test_inference_pos_embed_cache_follows_the_weights():
-    model = build('tiny')
-    other = build('tiny')
+    model = build(MID)
+    other = build(MID)
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         model(x)  # fills the cache for this size
@@ -261,8 +300,8 @@ def test_inference_pos_embed_cache_follows_the_weights():
 
 
 def test_drop_path_changes_training_outputs_only():
-    model = build('tiny', drop_path_rate=0.5)
-    ref = build('tiny')
+    model = build(MID, drop_path_rate=0.5)
+    ref = build(MID)
     ref.load_state_dict(model.state_dict())
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
@@ -272,10 +311,10 @@ def test_drop_path_changes_training_outputs_only():
 
 
 @pytest.mark.parametrize('arch, kwargs', [
-    ('tiny', {}),
-    ('tiny', dict(attention='windowed')),  # 40x72 tokens: windows of 56 need padding
-    ('abswin_small', {}),  # LayerScale and the pooled stage widening
-])
+    (MID, {}),
+    (MID, dict(attention='windowed')),  # 40x72 tokens: windows of 56 need padding
+    (MID_ABSWIN, {}),  # LayerScale and the pooled stage widening
+], ids=['mid', 'mid-windowed', 'mid-abswin'])
 def test_inference_path_equals_autograd_path(arch, kwargs):
     """Without autograd the blocks run in place (GELU, residuals): same numbers as with it."""
     model = randomize_(build(arch, **kwargs))  # LayerScale gains ~1, not 1e-5: branches count
@@ -308,20 +347,20 @@ def test_checkpoint_of_another_arch_names_it(make_hf_checkpoint):
 
 def test_missing_and_corrupt_files(tmp_path, make_hf_checkpoint):
     with pytest.raises(CheckpointError, match='does not exist'):
-        build('tiny', str(tmp_path / 'nope.pth'))
-    folder, _ = make_hf_checkpoint(**arch_cfg('tiny'))
+        build(MID, str(tmp_path / 'nope.pth'))
+    folder, _ = make_hf_checkpoint(**MID)
     data = open(f'{folder}/model.safetensors', 'rb').read()
     broken = tmp_path / 'broken.safetensors'
     broken.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match='truncated or corrupt'):
-        build('tiny', str(broken))
+        build(MID, str(broken))
     pth = tmp_path / 'broken.pth'
     torch.save({'x': torch.zeros(3)}, pth)
     pth.write_bytes(pth.read_bytes()[:40])
     with pytest.raises(CheckpointError, match='truncated or corrupt'):
-        build('tiny', str(pth))
+        build(MID, str(pth))
     with pytest.raises(CheckpointError, match='holds no model.safetensors'):
-        build('tiny', str(tmp_path))
+        build(MID, str(tmp_path))
 
 
 def test_missing_keys_are_an_error(tmp_path, make_hf_checkpoint):
@@ -342,13 +381,14 @@ def test_hf_id_offline_without_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(c, 'HF_HUB_CACHE', str(tmp_path / 'empty-cache'))
     with pytest.raises(CheckpointError, match=r"cannot get 'hf://facebook/hiera-tiny-224-hf'.*"
                                               r'huggingface-cli download facebook/hiera-tiny-224-hf'):
-        build('tiny', 'hf://facebook/hiera-tiny-224-hf')
+        build(MID, 'hf://facebook/hiera-tiny-224-hf')
 
 
 def test_hf_id_from_local_cache(tmp_path, monkeypatch, make_hf_checkpoint):
-    """An hf:// id resolves through huggingface_hub's cache layout (as after a real download)."""
+    """An hf:// id resolves through huggingface_hub's cache layout (as after a real download);
+    the files are a MID-sized model's."""
     import shutil
-    folder, hf = make_hf_checkpoint(**arch_cfg('tiny'))
+    folder, hf = make_hf_checkpoint(**MID)
     cache = tmp_path / 'hub'
     repo = cache / 'models--facebook--hiera-tiny-224-hf'
     snap = repo / 'snapshots' / ('0' * 40)
@@ -360,7 +400,7 @@ def test_hf_id_from_local_cache(tmp_path, monkeypatch, make_hf_checkpoint):
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, 'HF_HUB_CACHE', str(cache))
     monkeypatch.setattr(c, 'HF_HUB_OFFLINE', True)
-    model = build('tiny', 'hf://facebook/hiera-tiny-224-hf', out_norm=False)
+    model = build(MID, 'hf://facebook/hiera-tiny-224-hf', out_norm=False)
     x = torch.randn(1, 3, 224, 224)
     assert max_diff(model(x), hf_stage_maps(hf, x)) <= TOL
 
@@ -372,8 +412,9 @@ def test_hf_id_from_local_cache(tmp_path, monkeypatch, make_hf_checkpoint):
     (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, 'floating point.*uint8'),
 ])
 def test_bad_input(bad, exc, match):
+    model = build(SMALL)
     with pytest.raises(exc, match=match):
-        build('tiny')(bad)
+        model(bad)
 
 
 @pytest.mark.parametrize('kwargs, exc, match', [

@@ -1,15 +1,17 @@
-"""Every checkpoint layout against the code that defines it, in float64; conversion round trip."""
-import subprocess
+"""Every checkpoint layout against the code that defines it, in float64; conversion round trip.
+
+The references (FAIR's hiera, timm, SAM2) are installed by `make setup`; a missing one fails here.
+"""
 import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, randomize_
+from conftest import randomize_, require, run_tool
 from hiera_mm.checkpoints import CheckpointError, convert_state_dict, detect_layout
 from hiera_mm.models.hiera import build_hiera
 
-CONVERT = 'tools/model_converters/convert_weights.py'  # run with cwd=ROOT
+CONVERT = 'tools/model_converters/convert_weights.py'  # run_tool's cwd is ROOT
 
 
 def stage_diff(ours, refs, nchw_refs=True):
@@ -29,7 +31,7 @@ def load_ours(arch, state):
 
 
 def test_fair_layout_matches_fair_hiera():
-    hiera = pytest.importorskip('hiera')
+    hiera = require('hiera')
     ref = randomize_(hiera.hiera_tiny_224(pretrained=False)).double().eval()
     model, conv = load_ours('tiny', {'model_state': ref.state_dict()})
     assert conv['layout'] == 'fair'
@@ -42,7 +44,7 @@ def test_fair_layout_matches_fair_hiera():
 
 
 def test_timm_layout_matches_timm():
-    timm = pytest.importorskip('timm')
+    timm = require('timm')
     ref = randomize_(timm.create_model('hiera_small_224', pretrained=False)).double().eval()
     model, conv = load_ours('small', ref.state_dict())
     assert conv['layout'] == 'fair'
@@ -59,9 +61,15 @@ TORCH_VERSION = tuple(int(p) for p in torch.__version__.split('+')[0].split('.')
 @pytest.mark.skipif(TORCH_VERSION < (2, 5, 1), reason='the reference, sam2 1.1.0, needs torch >= '
                     '2.5.1 (not installed in .venv-oldest); the trunk is tested there through the '
                     'other layouts')
-@pytest.mark.parametrize('size', [(1024, 1024), (512, 768)])
-def test_sam2_trunk_matches_sam2(size):
-    from sam2.modeling.backbones import hieradet
+def test_sam2_trunk_matches_sam2():
+    """At 512 x 768 SAM2-T's windowed stages pad (stage 3: 32 x 48 tokens into windows of 14,
+    stage 4: 16 x 24 into windows of 7), the grid is not square, and the window position
+    embedding tiles 16 x 24 times: every path of 1024 x 1024, at a quarter of its cost."""
+    try:
+        from sam2.modeling.backbones import hieradet
+    except ImportError as exc:
+        pytest.fail(f'the parity reference sam2 is missing ({exc}): `make setup` installs it '
+                    '(tools/setup_env.sh)', pytrace=False)
     ref = hieradet.Hiera(embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9),
                          window_pos_embed_bkg_spatial_size=(7, 7))
     ref = randomize_(ref).double().eval()
@@ -72,7 +80,7 @@ def test_sam2_trunk_matches_sam2(size):
     assert conv['layout'] == 'sam2'
     assert sorted(conv['dropped']) == ['image_encoder.neck.convs.0.conv.weight',
                                        'sam_mask_decoder.iou_token.weight']
-    x = torch.randn(1, 3, *size, dtype=torch.float64)
+    x = torch.randn(1, 3, 512, 768, dtype=torch.float64)
     with torch.no_grad():
         assert stage_diff(model(x), ref(x)) <= 1e-10
 
@@ -87,8 +95,7 @@ def test_convert_round_trip(tmp_path, make_hf_checkpoint):
     from mmdet.registry import MODELS
     folder, hf = make_hf_checkpoint(embed_dim=96, depths=(1, 2, 7, 2), num_heads=(1, 2, 4, 8))
     out = tmp_path / 'tiny.safetensors'
-    res = subprocess.run([sys.executable, CONVERT, folder, str(out), '--arch', 'tiny'],
-                         cwd=ROOT, capture_output=True, text=True)
+    res = run_tool([sys.executable, CONVERT, folder, str(out), '--arch', 'tiny'], timeout=300)
     assert res.returncode == 0, res.stderr
     assert "layout 'hf', looks like arch 'tiny'" in res.stdout
     assert 'dropped 2 tensors: pooler (2)' in res.stdout
@@ -107,14 +114,13 @@ def test_convert_round_trip(tmp_path, make_hf_checkpoint):
     full.init_weights()
     src = tmp_path / 'full.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in full.state_dict().items()}}, src)
-    res = subprocess.run([sys.executable, CONVERT, str(src), str(tmp_path / 'again.pth')],
-                         cwd=ROOT, capture_output=True, text=True)
+    res = run_tool([sys.executable, CONVERT, str(src), str(tmp_path / 'again.pth')], timeout=300)
     assert res.returncode == 0, res.stderr
     again = torch.load(tmp_path / 'again.pth', weights_only=True)
     assert again.keys() == full.state_dict().keys()
     assert all(torch.equal(again[k], v) for k, v in full.state_dict().items())
-    res = subprocess.run([sys.executable, CONVERT, folder, str(tmp_path / 'x.pth'),
-                          '--arch', 'base'], cwd=ROOT, capture_output=True, text=True)
+    res = run_tool([sys.executable, CONVERT, folder, str(tmp_path / 'x.pth'), '--arch', 'base'],
+                   timeout=300)
     assert res.returncode != 0 and "looks like arch 'tiny', not 'base'" in res.stderr
 
 
@@ -128,7 +134,7 @@ def timm_abswin(arch, size=(256, 256), state=None):
     """timm's model at ``size``: random weights (seeded), LayerScale gains around one and position
     embeddings of unit scale so that both branches and the embedding resize show in the outputs;
     or ``state`` loaded into it."""
-    timm = pytest.importorskip('timm')
+    timm = require('timm')
     ref = timm.create_model(ABSWIN[arch], pretrained=False, img_size=size)
     if state is None:
         randomize_(ref)
@@ -207,17 +213,16 @@ def test_timm_abswin_wrong_arch_names_the_right_one(abswin_files):
 def test_timm_abswin_convert_round_trip(tmp_path, abswin_files):
     _, files = abswin_files('abswin_small')
     out = tmp_path / 'abswin_small.safetensors'
-    res = subprocess.run([sys.executable, CONVERT, files['safetensors'], str(out),
-                          '--arch', 'abswin_small'], cwd=ROOT, capture_output=True, text=True)
+    res = run_tool([sys.executable, CONVERT, files['safetensors'], str(out),
+                    '--arch', 'abswin_small'], timeout=300)
     assert res.returncode == 0, res.stderr
     assert "layout 'timm_abswin', looks like arch 'abswin_small'" in res.stdout
     assert 'dropped 4 tensors: head (4)' in res.stdout
     a, b = abswin_backbone('abswin_small', files['pth']), abswin_backbone('abswin_small', str(out))
     assert a.state_dict().keys() == b.state_dict().keys()
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
-    res = subprocess.run([sys.executable, CONVERT, files['safetensors'],
-                          str(tmp_path / 'x.pth'), '--arch', 'small'], cwd=ROOT, capture_output=True,
-                         text=True)
+    res = run_tool([sys.executable, CONVERT, files['safetensors'], str(tmp_path / 'x.pth'),
+                    '--arch', 'small'], timeout=300)
     assert res.returncode != 0 and "looks like arch 'abswin_small', not 'small'" in res.stderr
 
 

@@ -1,9 +1,9 @@
 """hiera_mm.detectron2: the backbone, HieraCheckpointer (every layout, detector checkpoints,
-hf://), the lr factor function, yacs configs, and the separation from the OpenMMLab stack."""
+hf://), the lr factor function, yacs configs, and the separation from the OpenMMLab stack (the
+last test, which needs mmdet but not Detectron2, also runs without Detectron2)."""
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from functools import partial
@@ -11,21 +11,28 @@ from functools import partial
 import pytest
 import torch
 
-pytest.importorskip('detectron2')
+from conftest import IMAGENET_MEAN, IMAGENET_STD, ROOT, randomize_, run_tool
+from hiera_mm.checkpoints import CheckpointError
+from hiera_mm.models import HieraStages
+from hiera_mm.models.hiera import build_hiera
 
-from conftest import IMAGENET_MEAN, IMAGENET_STD, ROOT, randomize_  # noqa: E402
-from detectron2.config import LazyCall as L  # noqa: E402
-from detectron2.config import instantiate  # noqa: E402
-from detectron2.layers import ShapeSpec  # noqa: E402
-from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
-from detectron2.utils.file_io import PathManager  # noqa: E402
+try:
+    from detectron2.config import LazyCall as L
+    from detectron2.config import instantiate
+    from detectron2.layers import ShapeSpec
+    from detectron2.structures import BitMasks, Boxes, Instances
+    from detectron2.utils.events import EventStorage
+    from detectron2.utils.file_io import PathManager
 
-from hiera_mm.checkpoints import CheckpointError  # noqa: E402
-from hiera_mm.detectron2 import (HieraBackbone, HieraCheckpointer, get_hiera_cfg,  # noqa: E402
-                                 get_hiera_lr_decay_rate)
-from hiera_mm.models import HieraStages  # noqa: E402
-from hiera_mm.models.hiera import build_hiera  # noqa: E402
+    from hiera_mm.detectron2 import (HieraBackbone, HieraCheckpointer, get_hiera_cfg,
+                                     get_hiera_lr_decay_rate)
+    HAVE_DETECTRON2 = True
+except ImportError:
+    HAVE_DETECTRON2 = False
+# Every test but the last needs Detectron2; without it each is skipped, naming the reason.
+needs_detectron2 = pytest.mark.skipif(
+    not HAVE_DETECTRON2, reason='Detectron2 is not installed (`make setup` builds it from the '
+    'pinned source archive; see tools/setup_env.sh)')
 
 # Shrunk archs (same structure as 'tiny' / 'sam2_tiny', a fraction of the compute).
 SMALL = dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))
@@ -97,6 +104,7 @@ def bottom_up(model):
 # ---------------------------------------------------------------------------------------------
 # The backbone
 # ---------------------------------------------------------------------------------------------
+@needs_detectron2
 def test_stage_maps_equal_the_core_and_openmmlab_backbones():
     from hiera_mm.openmmlab.backbone import HieraBackbone as MMHieraBackbone
     d2 = randomize_(HieraBackbone(arch=SMALL)).eval()
@@ -113,15 +121,17 @@ def test_stage_maps_equal_the_core_and_openmmlab_backbones():
         assert torch.equal(maps[name], a) and torch.equal(maps[name], b)
 
 
+@needs_detectron2
 def test_output_shape_padding_and_options():
-    b = HieraBackbone(arch='tiny', out_indices=(1, 3))
+    with torch.device('meta'):  # the full-size archs' structure, without weights
+        b = HieraBackbone(arch='tiny', out_indices=(1, 3))
+        padded = HieraBackbone(arch='base_plus', square_pad=1024)
+        shapes = HieraBackbone(arch='base_plus').output_shape()
     assert b.output_shape() == {'stage2': ShapeSpec(channels=192, stride=8),
                                 'stage4': ShapeSpec(channels=768, stride=32)}
     assert b.size_divisibility == 32
     assert b.padding_constraints == {'size_divisibility': 32, 'square_size': 0}
-    assert HieraBackbone(arch='base_plus', square_pad=1024).padding_constraints == {
-        'size_divisibility': 32, 'square_size': 1024}
-    shapes = HieraBackbone(arch='base_plus').output_shape()
+    assert padded.padding_constraints == {'size_divisibility': 32, 'square_size': 1024}
     assert [(s.channels, s.stride) for s in shapes.values()] == [(112, 4), (224, 8), (448, 16),
                                                                  (896, 32)]
     small = HieraBackbone(arch=SMALL, out_indices=(0, 2)).eval()
@@ -137,6 +147,7 @@ def test_output_shape_padding_and_options():
             HieraBackbone(arch=SMALL, **kwargs)
 
 
+@needs_detectron2
 def test_frozen_stages_stay_frozen_in_a_detector():
     model = mask_rcnn(frozen_stages=2).train()
     b = bottom_up(model)
@@ -154,6 +165,7 @@ def test_frozen_stages_stay_frozen_in_a_detector():
                            after['trunk.blocks.2.mlp.fc1.weight'])
 
 
+@needs_detectron2
 def test_with_cp_gives_the_same_gradients():
     plain = randomize_(HieraBackbone(arch=SMALL)).train()
     cp = HieraBackbone(arch=SMALL, with_cp=True).train()
@@ -202,6 +214,7 @@ def make_source(kind, tmp_path, make_hf_checkpoint):
     return str(path), arch, pairs
 
 
+@needs_detectron2
 @pytest.mark.parametrize('kind', ['hf_folder', 'hf_safetensors', 'fair', 'timm', 'sam2'])
 def test_backbone_checkpoints_load_into_mask_rcnn(kind, tmp_path, make_hf_checkpoint, caplog):
     path, arch, pairs = make_source(kind, tmp_path, make_hf_checkpoint)
@@ -228,6 +241,7 @@ def test_backbone_checkpoints_load_into_mask_rcnn(kind, tmp_path, make_hf_checkp
     assert 'not found in the checkpoint' in log and 'roi_heads' in log  # Detectron2's own report
 
 
+@needs_detectron2
 def test_wrong_arch_checkpoint_names_the_arch(tmp_path):
     torch.save({'model_state': build_hiera('tiny').state_dict()}, tmp_path / 'tiny.pth')
     model = mask_rcnn(arch='small')
@@ -236,6 +250,7 @@ def test_wrong_arch_checkpoint_names_the_arch(tmp_path):
         HieraCheckpointer(model).resume_or_load(str(tmp_path / 'tiny.pth'), resume=False)
 
 
+@needs_detectron2
 def test_other_pretraining_grid_keeps_the_parameter_and_resumes(tmp_path):
     """A checkpoint pretrained on another grid (256 px) replaces the position embedding's data
     in place: an optimizer built before loading (as Detectron2's scripts do) still trains it,
@@ -260,6 +275,7 @@ def test_other_pretraining_grid_keeps_the_parameter_and_resumes(tmp_path):
     assert torch.equal(bottom_up(fresh).trunk.pos_embed, pos)
 
 
+@needs_detectron2
 def test_not_a_hiera_checkpoint_goes_to_detectron2(tmp_path, caplog):
     torch.save({'conv1.weight': torch.zeros(1)}, tmp_path / 'other.pth')
     model = mask_rcnn()
@@ -273,6 +289,7 @@ def test_not_a_hiera_checkpoint_goes_to_detectron2(tmp_path, caplog):
 # ---------------------------------------------------------------------------------------------
 # Detectron2's own checkpoints keep loading as Detectron2 loads them
 # ---------------------------------------------------------------------------------------------
+@needs_detectron2
 def test_detector_checkpoint_resumes_exactly(tmp_path, make_hf_checkpoint):
     folder, _ = make_hf_checkpoint(**SMALL)
     model = mask_rcnn()
@@ -323,6 +340,7 @@ def test_detector_checkpoint_resumes_exactly(tmp_path, make_hf_checkpoint):
 # ---------------------------------------------------------------------------------------------
 # hf:// through Detectron2's PathManager
 # ---------------------------------------------------------------------------------------------
+@needs_detectron2
 def test_hf_ids_through_the_path_manager(tmp_path, monkeypatch, make_hf_checkpoint):
     import huggingface_hub.constants as c
     folder, hf = make_hf_checkpoint(**SMALL)
@@ -361,6 +379,7 @@ def test_hf_ids_through_the_path_manager(tmp_path, monkeypatch, make_hf_checkpoi
 # ---------------------------------------------------------------------------------------------
 # Layer-wise lr decay
 # ---------------------------------------------------------------------------------------------
+@needs_detectron2
 def test_lr_factor_values():
     from detectron2.solver import get_default_optimizer_params
     from hiera_mm.openmmlab.layer_decay import get_hiera_layer_id
@@ -403,6 +422,7 @@ def test_lr_factor_values():
 # ---------------------------------------------------------------------------------------------
 # yacs
 # ---------------------------------------------------------------------------------------------
+@needs_detectron2
 def test_yacs_config_builds_and_trains():
     from detectron2.modeling import BACKBONE_REGISTRY, FPN, build_model
     cfg = get_hiera_cfg()
@@ -462,12 +482,13 @@ def blocker(*names):
 
 def run_blocked(blocked, code, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, '-c', blocker(*blocked) + textwrap.dedent(code)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_tool([sys.executable, '-c', blocker(*blocked) + textwrap.dedent(code)],
+                    cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.strip().endswith('ok')
 
 
+@needs_detectron2
 def test_detectron2_integration_needs_no_openmmlab(tmp_path):
     run_blocked(('mmcv', 'mmengine', 'mmdet', 'mmseg'), '''
         import torch

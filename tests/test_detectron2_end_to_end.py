@@ -7,14 +7,13 @@ in-process and check the exporter's refusals."""
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, run_tool
 
 
 def installed(module):
@@ -64,8 +63,7 @@ def run(cmd, timeout):
     # One thread per process: on a shared machine OpenMP threads that spin-wait for a busy core
     # made a step several times slower.
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    res = subprocess.run([sys.executable] + cmd, cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=timeout)
+    res = run_tool([sys.executable] + cmd, env=env, timeout=timeout)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return res
 

@@ -1,5 +1,5 @@
 """Two-process training on the CPU (``tools/dist_train.sh CONFIG 2``: torchrun, gloo, mmengine's
-``pytorch`` launcher made CPU-capable by ``hiera_mm.openmmlab.compat.prepare_distributed``).
+``pytorch`` launcher made CPU-capable by ``hiera_mm.openmmlab.cpu_launch.prepare_distributed``).
 
 One SGD step of a tiny RetinaNet Hiera on two toy images, one per process, must give the weights
 of one step with the average of the two images' gradients, computed here in a single process from
@@ -18,7 +18,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import ROOT, write_tiny_retinanet_config
+from conftest import ROOT, run_tool, write_tiny_retinanet_config
 
 pytestmark = pytest.mark.slow
 
@@ -119,9 +119,8 @@ def dist_train(cfg, work_dir, timeout=500):
     env['PORT'] = str(free_port())
     env['OMP_NUM_THREADS'] = '1'
     env['PYTHON'] = env.get('PYTHON') or __import__('sys').executable
-    res = subprocess.run(['bash', DIST_TRAIN, cfg, '2', '--work-dir', str(work_dir)],
-                         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, timeout=timeout)
+    res = run_tool(['bash', DIST_TRAIN, cfg, '2', '--work-dir', str(work_dir)], cwd=folder,
+                   env=env, stderr=subprocess.STDOUT, timeout=timeout)
     return res.returncode, res.stdout
 
 
@@ -236,8 +235,14 @@ def test_nan_on_one_rank_writes_no_checkpoint(setup, tmp_path):
     rc, log = dist_train(cfg, work)
     if rc == 0 or not re.search(r'non-finite loss at iteration 1: .*loss=nan', log):
         pytest.fail(f'rank 1 did not stop at its NaN loss (rc {rc}):\n{log[-6000:]}')
+    # No checkpoint of the diverged step: no file, no temporary file, no write at all, and no
+    # last_checkpoint pointing at one.
     ckpt = work / 'iter_1.pth'
     if osp.exists(ckpt):
         weights = load_full(ckpt)['state_dict']
         bad = [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]
-        assert not bad, f'iter_1.pth was written with non-finite weights, e.g. {bad[:3]}'
+        pytest.fail(f'iter_1.pth was written after the NaN (non-finite tensors: {bad[:3]})')
+    assert not osp.exists(work / 'iter_1.pth.tmp')
+    assert not osp.exists(work / 'last_checkpoint')
+    puts = [p for r in (0, 1) for p in read_jsonl(work / f'puts_rank{r}.jsonl')]
+    assert puts == [], f'checkpoint writes after the NaN: {puts}'

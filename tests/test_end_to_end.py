@@ -1,14 +1,13 @@
 """End to end, as the README's demo: toy dataset -> tools/train.py -> tools/test.py -> picture."""
 import json
 import os
-import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import run_tool
+from test_demo_grid import assert_predictions_drawn
 
 ITERS = 300
 # Well below the scores the README's "Demo" section reports for these 300 iterations (an untrained
@@ -20,10 +19,10 @@ MAP50_FLOORS = {'coco/bbox_mAP_50': 0.45, 'coco/segm_mAP_50': 0.45}
 def test_train_evaluate_and_draw(tmp_path):
     summary_file = tmp_path / 'summary.json'
     env = dict(os.environ, OMP_NUM_THREADS='2')
-    res = subprocess.run(
+    res = run_tool(
         [sys.executable, 'tools/dev/run_demo.py', '--work-dir', str(tmp_path / 'work'),
          '--data-root', str(tmp_path / 'toy'), '--iters', str(ITERS), '--summary', str(summary_file)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+        env=env, timeout=1500)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads(summary_file.read_text())
 
@@ -34,22 +33,40 @@ def test_train_evaluate_and_draw(tmp_path):
     for key, floor in MAP50_FLOORS.items():
         assert metrics[key] >= floor, (key, metrics[key])
 
-    # The picture shows the predicted boxes: every box drawn changes the pixels on its outline.
-    preds = summary['preds']
-    drawn = [b for b, s in zip(preds['bboxes'], preds['scores']) if s > preds['score_thr']]
-    assert preds['num_above_thr'] == len(drawn) >= 1
-    source = np.asarray(Image.open(summary['image']).convert('RGB'), dtype=np.int32)
-    picture = np.asarray(Image.open(summary['png']).convert('RGB'), dtype=np.int32)
-    assert picture.shape == source.shape
-    changed = np.abs(picture - source).sum(-1) > 30
-    for x1, y1, x2, y2 in drawn:
-        x1, y1 = int(np.clip(x1, 0, source.shape[1] - 1)), int(np.clip(y1, 0, source.shape[0] - 1))
-        x2, y2 = int(np.clip(x2, 0, source.shape[1] - 1)), int(np.clip(y2, 0, source.shape[0] - 1))
-        outline = np.concatenate([changed[y1, x1:x2 + 1], changed[y2, x1:x2 + 1],
-                                  changed[y1:y2 + 1, x1], changed[y1:y2 + 1, x2]])
-        assert outline.mean() > 0.5, (x1, y1, x2, y2)
-    # ... and leaves the image alone far from any box (nothing else is drawn)
-    far = np.ones(changed.shape, dtype=bool)
-    for x1, y1, x2, y2 in drawn:
-        far[max(int(y1) - 12, 0):int(y2) + 3, max(int(x1) - 3, 0):int(x2) + 40] = False
-    assert changed[far].mean() < 0.02
+    assert_demo_picture(summary, str(tmp_path / 'toy' / 'val'))
+
+
+def assert_demo_picture(summary, val_dir):
+    """The demo's picture: the first val images, upscaled to tiles of at least 320 px in a grid
+    at least 640 px wide, every predicted box above the threshold that overlaps no better one
+    outlined, labels in class name and score, nothing else drawn on the images."""
+    tiles = summary['tiles']
+    assert len(tiles) >= 6
+    assert all(os.path.dirname(t['image']) == val_dir for t in tiles)
+    for tile in tiles:  # the boxes drawn are the predictions above the threshold, scaled
+        pred = tile['pred']
+        above = sorted((s, b, label) for s, b, label in zip(pred['scores'], pred['bboxes'],
+                                                           pred['labels'])
+                       if s > summary['score_thr'])[::-1]
+        best = []  # one box per object: none overlaps a better one by best_of_iou or more
+        for candidate in above:
+            if all(_iou(candidate[1], kept[1]) < summary['best_of_iou'] for kept in best):
+                best.append(candidate)
+        above = best
+        assert len(tile['boxes']) == len(above)
+        for drawn, (_, box, _) in zip(tile['boxes'], above):
+            limits = (tile['width'], tile['height']) * 2
+            expected = [min(max(v * tile['scale'], 0), lim - 1) for v, lim in zip(box, limits)]
+            assert max(abs(d - e) for d, e in zip(drawn, expected)) <= 1, (drawn, expected)
+        if above:  # the best one is labelled with its class name and score
+            score, _, label = above[0]
+            assert tile['texts'][0] == f"{summary['classes'][label]} {score:.2f}"
+    assert sum(len(t['boxes']) for t in tiles) >= len(tiles)
+    picture = Image.open(summary['png'])
+    assert picture.size == (summary['width'], summary['height'])
+    assert_predictions_drawn(summary['png'], tiles, min_width=640, min_tile=320)
+
+
+def _iou(a, b):
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

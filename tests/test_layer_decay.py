@@ -379,7 +379,8 @@ def test_summary_is_logged_through_mmlogger():
 
 def test_real_hiera_trunk_naming():
     """The names of the upstream Hiera implementation map onto the expected layers."""
-    hiera = pytest.importorskip('hiera')
+    from conftest import require
+    hiera = require('hiera')
     model = nn.Module()
     model.backbone = nn.Module()
     model.backbone.trunk = hiera.Hiera(embed_dim=16, num_heads=1, stages=(1, 2, 3, 1),

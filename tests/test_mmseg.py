@@ -22,7 +22,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import IMAGENET_MEAN, IMAGENET_STD, ROOT, iter_dicts, write_tiny_retinanet_config
+from conftest import (IMAGENET_MEAN, IMAGENET_STD, ROOT, iter_dicts, run_tool,
+                      write_tiny_retinanet_config)
 
 SEG_DIR = osp.join(ROOT, 'configs', 'mmseg')
 SEG_CONFIGS = sorted(p for p in glob.glob(osp.join(SEG_DIR, '**', '*.py'), recursive=True)
@@ -251,7 +252,7 @@ def test_sync_bn_becomes_bn_without_cuda_in_distributed_runs():
     """mmseg's heads use SyncBN; on CPU the distributed set-up turns it into BN (config only)."""
     from mmengine.config import Config
 
-    from hiera_mm.openmmlab.compat import SYNC_BN_TYPES, sync_bn_to_bn
+    from hiera_mm.openmmlab.cpu_launch import SYNC_BN_TYPES, sync_bn_to_bn
     cfg = Config.fromfile(
         osp.join(SEG_DIR, 'upernet', 'upernet_hiera-t_8xb2-160k_ade20k-512x512.py'))
     cfg.sync_bn = 'torch'
@@ -390,8 +391,7 @@ def run(args, cwd, env=None, timeout=600):
     env['PYTHONPATH'] = os.pathsep.join(
         [str(cwd), ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
     env.setdefault('OMP_NUM_THREADS', '1')
-    res = subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    res = run_tool(args, cwd=cwd, env=env, stderr=subprocess.STDOUT, timeout=timeout)
     assert res.returncode == 0, res.stdout[-5000:]
     return res.stdout
 

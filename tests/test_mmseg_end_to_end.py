@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, run_tool
 
 TOY_CONFIG = osp.join(ROOT, 'configs', 'mmseg', 'toy', 'upernet_hiera-t_toy.py')
 CLASSES = ('background', 'circle', 'triangle', 'rectangle')
@@ -46,8 +46,8 @@ def run(args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     env['PYTHONPATH'] = os.pathsep.join([ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH')
                                                    else []))
-    res = subprocess.run([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=900)
+    res = run_tool([sys.executable, *args], cwd=cwd, env=env, stderr=subprocess.STDOUT,
+                   timeout=900)
     assert res.returncode == 0, res.stdout[-5000:]
     return res.stdout
 

@@ -8,7 +8,6 @@ import os
 import os.path as osp
 import shutil
 import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -93,16 +92,21 @@ def test_installed_wheel_ships_the_configs_and_registers_for_mmdet(layered_env):
     # A user's own config inheriting ours by the printed path, read and built with the registry.
     user_cfg = tmp / 'my_config.py'
     user_cfg.write_text(f"_base_ = {path!r}\nmodel = dict(backbone=dict(init_cfg=None))\n")
+    # The installed package registers nothing when imported; the config's custom_imports
+    # (hiera_mm.mmdet) does, from the installed wheel.
     code = textwrap.dedent(f'''
+        import sys
         import hiera_mm
         from mmengine.config import Config
         from mmdet.utils import register_all_modules
         from mmdet.registry import MODELS
         register_all_modules()
+        assert MODELS.get('HieraBackbone') is None and 'hiera_mm.mmdet' not in sys.modules
         cfg = Config.fromfile({str(user_cfg)!r})
         model = MODELS.build(cfg.model)
         assert type(model.backbone).__name__ == 'HieraBackbone'
-        assert hiera_mm.__file__.startswith({site!r}), hiera_mm.__file__
+        for module in ('hiera_mm', 'hiera_mm.mmdet', type(model.backbone).__module__):
+            assert sys.modules[module].__file__.startswith({site!r}), sys.modules[module].__file__
         print('built', type(model).__name__)
     ''')
     assert 'built MaskRCNN' in run([python, '-c', code], tmp)

@@ -22,7 +22,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, write_tiny_retinanet_config
+from conftest import ROOT, Tool, run_tool, write_tiny_retinanet_config
 
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 NUM_TRAIN = 3  # does not divide the iteration counts, so a wrong data position shows
@@ -137,10 +137,9 @@ def env_for(folder):
 
 def train(cfg, work_dir, *args, timeout=RUN_TIMEOUT):
     """tools/train.py in a subprocess; returns (returncode, stdout + stderr)."""
-    res = subprocess.run([sys.executable, TRAIN, cfg, '--work-dir', str(work_dir), *args],
-                         cwd=osp.dirname(cfg), env=env_for(osp.dirname(cfg)),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         timeout=timeout)
+    res = run_tool([sys.executable, TRAIN, cfg, '--work-dir', str(work_dir), *args],
+                   cwd=osp.dirname(cfg), env=env_for(osp.dirname(cfg)), stderr=subprocess.STDOUT,
+                   timeout=timeout)
     return res.returncode, res.stdout
 
 
@@ -194,9 +193,9 @@ def test_resume_after_sigkill_continues_where_the_checkpoint_left_off(tmp_path, 
     work = tmp_path / 'work'
     log_path = tmp_path / 'killed.log'
     with open(log_path, 'w') as log_file:
-        proc = subprocess.Popen([sys.executable, TRAIN, cfg, '--work-dir', str(work)],
-                                cwd=str(tmp_path), env=env_for(tmp_path), stdout=log_file,
-                                stderr=subprocess.STDOUT)
+        tool = Tool([sys.executable, TRAIN, cfg, '--work-dir', str(work)], cwd=tmp_path,
+                    env=env_for(tmp_path), stdout=log_file, stderr=subprocess.STDOUT)
+        proc = tool.proc
         try:
             deadline = time.time() + RUN_TIMEOUT
             while True:
@@ -212,10 +211,9 @@ def test_resume_after_sigkill_continues_where_the_checkpoint_left_off(tmp_path, 
                                 + tail(log_path.read_text()))
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
             proc.wait()
+        finally:
+            tool.kill()  # (what is left of) the run's process tree
     assert proc.returncode == -signal.SIGKILL
     killed_log = log_path.read_text()
     # The run may have saved once more between the poll and the kill: take what it left.
@@ -229,7 +227,8 @@ def test_resume_after_sigkill_continues_where_the_checkpoint_left_off(tmp_path, 
     assert adam_steps(killed['optimizer']) == {k}
 
     # torch >= 2.6 refuses the training checkpoint by default (weights_only=True): resuming
-    # below goes through hiera_mm.openmmlab.compat.load_local_checkpoint, trusted for the work dir.
+    # below goes through hiera_mm.openmmlab.checkpoint_loader.load_local_checkpoint, trusted for
+    # the work dir.
     from packaging.version import Version
     if Version(torch.__version__.split('+')[0]) >= Version('2.6'):
         with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
@@ -474,7 +473,8 @@ def test_training_checkpoint_outside_trusted_locations_is_refused(tmp_path, monk
     from mmengine.logging import MessageHub
     from mmengine.runner import CheckpointLoader
 
-    from hiera_mm.mmdet import compat
+    import hiera_mm.mmdet  # noqa: F401  (installs the loader)
+    from hiera_mm.openmmlab import checkpoint_loader as compat
     monkeypatch.setattr(compat, '_TRUSTED_CHECKPOINT_LOCATIONS', set())
     hub = MessageHub.get_instance('test_reliability_hub')
     hub.update_scalar('train/loss', 1.0)

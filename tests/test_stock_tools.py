@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import ROOT, write_tiny_retinanet_config
+from conftest import run_tool as run_in_group
 
 TOY_CONFIG = osp.join(ROOT, 'configs', 'toy', 'mask-rcnn_hiera-t_fpn_toy.py')
 
@@ -57,7 +58,8 @@ def test_our_train_entry_and_runner_from_cfg_register_the_same_hooks(tmp_path, m
 def test_checkpoint_loader_is_replaced_only_where_torch_needs_it():
     from mmengine.runner import CheckpointLoader
 
-    import hiera_mm.openmmlab.compat as compat
+    import hiera_mm.mmdet  # noqa: F401  (installs the loader)
+    import hiera_mm.openmmlab.checkpoint_loader as compat
     local = CheckpointLoader._schemes['']
     if compat.torch_loads_weights_only_by_default():
         assert local is compat.load_local_checkpoint
@@ -90,8 +92,8 @@ def run_tool(args, cwd):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(cwd), ROOT] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else [])))
     env.setdefault('OMP_NUM_THREADS', '2')
-    res = subprocess.run([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=600)
+    res = run_in_group([sys.executable, *args], cwd=cwd, env=env, stderr=subprocess.STDOUT,
+                       timeout=600)
     assert res.returncode == 0, res.stdout[-4000:]
     return res.stdout
 

@@ -1,4 +1,4 @@
-"""tools/swap_backbone.py / hiera_mm.mmdet.swap: swapped mmdet configs load, build and train a step.
+"""tools/swap_backbone.py / hiera_mm_tools.swap.mmdet: swapped mmdet configs load, build, train.
 
 Each detector config shipped inside the mmdet package is swapped to Hiera-T and written to a
 temporary folder; the written config must load with ``Config.fromfile``, state Hiera's
@@ -6,6 +6,10 @@ normalisation, AdamW and paramwise settings, build, and give a finite loss on tw
 images in which every backbone parameter gets a gradient. To stay fast on CPU the built model
 has one block per Hiera stage, no pretrained weights (the detector's own init only for
 transformer heads) and fewer queries / transformer layers / sampled RoIs / head convs.
+
+Which Hiera stages a neck gets comes from probing the original backbone (its strides and
+widths); backbones no table named (EfficientNet, HRNet) are swapped by that, and the probe's
+readings are checked against the published architectures.
 """
 import math
 
@@ -14,6 +18,8 @@ import torch
 
 from conftest import IMAGENET_MEAN, IMAGENET_STD, iter_dicts
 
+# Hiera-T's stage widths: embed_dim 96 doubled at each of its 4 stages (Ryali et al. 2023,
+# Table 2; "embed_dim": 96, "embed_dim_multiplier": 2.0 in facebook/hiera-tiny-224-hf's config.json)
 TINY_CHANNELS = [96, 192, 384, 768]
 # small images (two 32-pixel mask units a side): the loss step costs little even for two-stage
 # detectors on 2 shared CPU cores
@@ -69,7 +75,7 @@ def quiet_mmengine_logger():
 
 
 def swap(config, arch='tiny', **kwargs):
-    from hiera_mm.mmdet.swap import swap_backbone
+    from hiera_mm_tools.swap.mmdet import swap_backbone
     return swap_backbone(config, arch, **kwargs)
 
 
@@ -213,6 +219,13 @@ MAPPED = [
     ('detr/detr_r50_8xb2-150e_coco.py', (3,), 'neck', [768]),
     ('centernet/centernet_r18_8xb16-crop512-140e_coco.py', (3,), 'neck', 768),
     ('maskformer/maskformer_r50_ms-16xb1-75e_coco.py', ALL, 'panoptic_head', TINY_CHANNELS),
+    # backbones outside the planner's old table, mapped by probing: EfficientNet-B3's
+    # out_indices (3, 4, 5) index its layer list (maps at strides 8, 16, 32), HRNet's four
+    # branches (strides 4..32) feed HRFPN
+    ('efficientnet/retinanet_effb3_fpn_8xb4-crop896-1x_coco.py', (1, 2, 3), 'neck',
+     TINY_CHANNELS[1:]),
+    ('hrnet/faster-rcnn_hrnetv2p-w18-1x_coco.py', ALL, 'neck', TINY_CHANNELS),
+    ('hrnet/fcos_hrnetv2p-w32-gn-head_4xb4-1x_coco.py', ALL, 'neck', TINY_CHANNELS),
 ]
 
 
@@ -312,6 +325,147 @@ def test_arch_checkpoint_and_drop_path(tmp_path):
     assert cfg.model.backbone.arch == 'abswin_small'
     assert cfg.model.backbone.drop_path_rate == 0.15  # as Hiera-S
     assert list(cfg.model.neck.in_channels) == [96, 192, 384, 768]
+
+
+# ---- probing ------------------------------------------------------------------------------------
+# (backbone, its strides and widths as published): ResNet-50's C2-C5 (He et al. 2016, Table 1:
+# conv2_x..conv5_x at 1/4..1/32, 256..2048 channels); HRNetV2-W18's four branches (Wang et al.
+# 2020: C, 2C, 4C, 8C = 18..144 channels at 1/4..1/32); EfficientNet-B3's stages 4-6 of its
+# layer list (Tan & Le 2019 Table 1 widths 40, 112, 320 at strides 8, 16, 32, scaled by B3's 1.2
+# and rounded to multiples of 8: 48, 136, 384)
+PROBED = [
+    ('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', (4, 8, 16, 32), (256, 512, 1024, 2048)),
+    ('hrnet/faster-rcnn_hrnetv2p-w18-1x_coco.py', (4, 8, 16, 32), (18, 36, 72, 144)),
+    ('efficientnet/retinanet_effb3_fpn_8xb4-crop896-1x_coco.py', (8, 16, 32), (48, 136, 384)),
+]
+
+
+@pytest.mark.parametrize('config,strides,widths', PROBED, ids=[c[0] for c in PROBED])
+def test_probe_reads_strides_and_widths(config, strides, widths):
+    from hiera_mm_tools.frameworks import read_config
+    from hiera_mm_tools.swap.analyse import read_model
+    from hiera_mm_tools.swap.probe import probe_backbone
+
+    name = f'mmdet::{config}'
+    outputs = probe_backbone(read_model(read_config(name), name)['backbone'], name, 'mmdet')
+    assert outputs.strides == strides and outputs.widths == widths
+    assert outputs.stages == tuple({4: 0, 8: 1, 16: 2, 32: 3}[s] for s in strides)
+
+
+class LayerListNet(torch.nn.Module):
+    """PoolFormer's layout (Yu et al. 2022, as mmpretrain builds it): a stride-4 stem, then one
+    list of layers alternating a stage and a stride-2 downsampling, out_indices counting in that
+    list. Widths as PoolFormer-S12's 64, 128, 320, 512."""
+
+    def __init__(self, out_indices=(0, 2, 4, 6), widths=(64, 128, 320, 512)):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, widths[0], 7, stride=4, padding=3)
+        layers = []
+        for i, width in enumerate(widths):
+            layers.append(torch.nn.Conv2d(width, width, 3, padding=1))
+            if i + 1 < len(widths):
+                layers.append(torch.nn.Conv2d(width, widths[i + 1], 3, stride=2, padding=1))
+        self.network = torch.nn.ModuleList(layers)
+        self.out_indices = tuple(out_indices)
+
+    def forward(self, x):
+        x, outs = self.stem(x), []
+        for i, layer in enumerate(self.network):
+            x = layer(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+
+@pytest.mark.parametrize('out_indices,in_channels,stages', [
+    ((0, 2, 4, 6), [64, 128, 320, 512], ALL),
+    ((2, 4, 6), [128, 320, 512], (1, 2, 3)),
+])
+def test_out_indices_into_a_layer_list_are_probed(out_indices, in_channels, stages, tmp_path):
+    from mmdet.registry import MODELS
+
+    MODELS.register_module(name='LayerListNet', module=LayerListNet, force=True)
+    path = tmp_path / 'layer_list.py'
+    path.write_text(
+        "_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'\n"
+        f"model = dict(backbone=dict(_delete_=True, type='LayerListNet', "
+        f'out_indices={out_indices!r}),\n'
+        f'             neck=dict(in_channels={in_channels!r}))\n')
+    text = swap(str(path))
+    strides = (4, 8, 16, 32)[-len(out_indices):]
+    assert (f'backbone: LayerListNet (out_indices {out_indices}: maps at strides {strides}, '
+            f'widths {tuple(in_channels)})') in text.replace('\n#     ', ' ')
+    cfg = load(text, tmp_path)
+    assert tuple(cfg.model.backbone.out_indices) == stages
+    assert list(cfg.model.neck.in_channels) == [TINY_CHANNELS[i] for i in stages]
+
+
+class PooledNet(torch.nn.Module):
+    """A classifier trunk handing on one pooled vector, not a map."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return (self.conv(x).mean((2, 3)),)
+
+
+def test_refuses_outputs_that_are_not_maps(tmp_path):
+    from mmdet.registry import MODELS
+
+    MODELS.register_module(name='PooledNet', module=PooledNet, force=True)
+    path = tmp_path / 'pooled.py'
+    path.write_text(
+        "_base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'\n"
+        "model = dict(backbone=dict(_delete_=True, type='PooledNet'),\n"
+        '             neck=dict(in_channels=[8]))\n')
+    with pytest.raises(ValueError, match=r'PooledNet .*hands on \[\(1, 8\)\], not feature maps'):
+        swap(str(path))
+
+
+def test_refuses_maps_off_hiera_strides(tmp_path):
+    # a ResNet whose stem is followed by four stride-2 stages: its maps are at 8..64
+    path = tmp_path / 'stride64.py'
+    path.write_text(
+        "_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'\n"
+        'model = dict(backbone=dict(strides=(2, 2, 2, 2)))\n')
+    with pytest.raises(ValueError, match=r'hands on maps at strides \(8, 16, 32, 64\).*'
+                                         r'strides=\(2, 2, 2, 2\).*not at strides 4, 8, 16, 32'):
+        swap(str(path))
+
+
+def test_refuses_in_channels_that_are_not_the_backbone_widths(tmp_path):
+    path = tmp_path / 'wrong_widths.py'
+    path.write_text(
+        "_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'\n"
+        'model = dict(neck=dict(in_channels=[256, 512, 1024, 1024]))\n')
+    with pytest.raises(ValueError, match=r'neck FPN .*in_channels \[256, 512, 1024, 1024\].*'
+                                         r'\[256, 512, 1024, 2048\] channels \(probed\)'):
+        swap(str(path))
+
+
+# ---- which framework a config is for ------------------------------------------------------------
+def test_framework_of(tmp_path):
+    from mmengine.config import Config
+
+    from hiera_mm_tools.frameworks import framework_of
+
+    assert framework_of('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py') == 'mmdet'
+    assert framework_of('mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py') == 'mmseg'
+    base = tmp_path / 'seg_base.py'  # no prefix: the (inherited) default_scope decides
+    base.write_text("default_scope = 'mmseg'\nmodel = dict(type='EncoderDecoder')\n")
+    local = tmp_path / 'seg.py'
+    local.write_text("_base_ = './seg_base.py'\n")
+    assert framework_of(str(local)) == 'mmseg'
+    assert framework_of(Config.fromfile(str(local))) == 'mmseg'
+    for name, text, found in [('none.py', 'model = dict()\n', 'no default_scope'),
+                              ('cls.py', "default_scope = 'mmpretrain'\n",
+                               "default_scope 'mmpretrain'")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=found + r".*Add default_scope = 'mmdet' \(or "
+                                             r"'mmseg'\) to it, or inherit"):
+            framework_of(str(tmp_path / name))
 
 
 # ---- refusals -----------------------------------------------------------------------------------

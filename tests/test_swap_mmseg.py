@@ -1,7 +1,8 @@
-"""tools/swap_backbone.py / hiera_mm.mmseg.swap: swapped mmseg configs load, build, train a step.
+"""tools/swap_backbone.py / hiera_mm_tools.swap.mmseg: swapped mmseg configs load, build, train.
 
 Segmentor configs shipped inside the mmseg package (UperNet on Swin / ConvNeXt / ResNet,
-Semantic FPN, SegFormer, SegNeXt, Mask2Former on Swin and ResNet) are swapped to Hiera-T; the
+Semantic FPN, SegFormer, SegNeXt, Mask2Former on Swin and ResNet, FCN on HRNet) are swapped to
+Hiera-T; the
 written config must load with ``Config.fromfile``, say what changed for each head (in_channels,
 in_index), state Hiera's normalisation, AdamW and paramwise settings and import
 ``hiera_mm.mmseg`` (never ``hiera_mm.mmdet``), build, and give a finite loss on two 64 x 64
@@ -9,7 +10,10 @@ images in which every backbone parameter gets a gradient. To stay fast on CPU th
 has one block per Hiera stage, no pretrained weights, thinner heads and fewer queries /
 transformer layers / sampled points; SyncBN (left in the config) becomes BN after the build, as
 tools/train.py does without a process group. Dilated-ResNet and plain-ViT decoders are refused.
+Which stages the heads read comes from probing the original backbone: HRNet's four branches
+(strides 4..32) feeding FCN and OCR heads are swapped, not refused.
 """
+import importlib.util
 import math
 import os
 import subprocess
@@ -20,6 +24,8 @@ import torch
 
 from conftest import IMAGENET_MEAN, IMAGENET_STD, ROOT, iter_dicts
 
+# Hiera-T's stage widths: embed_dim 96 doubled at each of its 4 stages (Ryali et al. 2023,
+# Table 2; "embed_dim": 96, "embed_dim_multiplier": 2.0 in facebook/hiera-tiny-224-hf's config.json)
 TINY = [96, 192, 384, 768]
 IMAGE_HW = (64, 64)  # two 32-pixel mask units a side
 ALL = (0, 1, 2, 3)
@@ -48,6 +54,10 @@ CASES = [
      {'decode_head': None}, {'decode_head': TINY}),
     ('mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py', ALL,
      {'decode_head': dict(in_channels=TINY)}, {'decode_head': TINY}),
+    # HRNetV2-W18 (no table of backbones names it): its four branches of 18, 36, 72, 144
+    # channels at strides 4..32 are concatenated by the FCN head (resize_concat)
+    ('hrnet/fcn_hr18_4xb4-80k_ade20k-512x512.py', ALL,
+     {'decode_head': dict(in_channels=TINY)}, {'decode_head': TINY}),
 ]
 
 
@@ -71,7 +81,7 @@ def mmseg_scope():
 
 
 def swap(config, arch='tiny', **kwargs):
-    from hiera_mm.mmseg.swap import swap_backbone
+    from hiera_mm_tools.swap.mmseg import swap_backbone
     return swap_backbone(config, arch, **kwargs)
 
 
@@ -255,6 +265,14 @@ def test_old_backbone_settings_are_reset(tmp_path):
     assert ow.type == 'AmpOptimWrapper' and ow.constructor == 'DefaultOptimWrapperConstructor'
     assert 'decay_rate' not in ow.paramwise_cfg and 'num_layers' not in ow.paramwise_cfg
     assert cfg.model.test_cfg.mode == 'slide'  # inherited
+    if importlib.util.find_spec('mmpretrain') is None:  # ConvNeXt cannot be built to probe it
+        from hiera_mm_tools.swap.mmseg import plan_swap
+        plan = plan_swap('mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py',
+                         'tiny')
+        assert plan.remarks == [
+            'mmpretrain is not installed, so mmpretrain.ConvNeXt was not probed: its out_indices '
+            '(0, 1, 2, 3) were taken as its stages at strides 4..32 (install mmpretrain to probe '
+            'them).']
     cfg = load(swap('mmseg::mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py'),
                tmp_path)
     assert cfg.custom_imports.imports == ['mmdet.models', 'mmseg', 'hiera_mm.mmseg']
@@ -262,6 +280,34 @@ def test_old_backbone_settings_are_reset(tmp_path):
     assert keys['backbone'] == dict(lr_mult=0.1, decay_mult=1.0)
     assert keys['backbone.trunk.pos_embed'] == dict(lr_mult=0.1, decay_mult=0.0)
     assert cfg.model.data_preprocessor.test_cfg.size_divisor == 32  # the base's, kept
+
+
+def test_hrnet_feeds_fcn_and_ocr_heads(tmp_path):
+    # OCRNet: a CascadeEncoderDecoder whose two heads both read HRNet's four branches
+    text = swap('mmseg::ocrnet/ocrnet_hr18_4xb4-80k_ade20k-512x512.py')
+    assert ('backbone: HRNet (out_indices (0, 1, 2, 3)) -> HieraBackbone arch \'tiny\', '
+            'out_indices (0, 1, 2, 3)') in text.replace('\n#     ', ' ')
+    cfg = load(text, tmp_path)
+    check_common(cfg, ALL)
+    heads = cfg.model.decode_head
+    assert [h.type for h in heads] == ['FCNHead', 'OCRHead']
+    assert all(list(h.in_channels) == TINY and tuple(h.in_index) == ALL for h in heads)
+    assert cfg.model.pretrained is None  # was open-mmlab://msra/hrnetv2_w18
+
+
+def test_poolformer_is_probed_or_refused_with_the_fix(tmp_path):
+    # PoolFormer's out_indices (0, 2, 4, 6) index its layer list: the maps at strides 4..32
+    # (Yu et al. 2022) are found by running it, which needs mmpretrain
+    config = 'mmseg::poolformer/fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py'
+    if importlib.util.find_spec('mmpretrain') is None:
+        with pytest.raises(ValueError, match=r'mmpretrain.PoolFormer .*comes from mmpretrain, '
+                                             r'which is not installed.*\(0, 2, 4, 6\).*'
+                                             r'Install mmpretrain'):
+            swap(config)
+    else:
+        cfg = load(swap(config), tmp_path)
+        assert tuple(cfg.model.backbone.out_indices) == ALL
+        assert list(cfg.model.neck.in_channels) == TINY
 
 
 # ---- refusals -----------------------------------------------------------------------------------
@@ -289,8 +335,15 @@ def test_cli_picks_mmseg_without_importing_mmdet(tmp_path):
     local = tmp_path / 'local.py'  # no mmseg:: prefix: default_scope 'mmseg' decides
     local.write_text("_base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'\n"
                      'model = dict(decode_head=dict(num_classes=7))\n')
+    # mmdet made unimportable in the child: the mmseg planner (probing included; mmseg's own
+    # Mask2Former head falls back without mmdet) must work on a machine without mmdet
     script = (
         'import sys\n'
+        'class NoMMDet:\n'
+        '    def find_spec(self, name, path=None, target=None):\n'
+        "        if name.split('.')[0] == 'mmdet':\n"
+        '            raise ModuleNotFoundError(name, name=name)\n'
+        'sys.meta_path.insert(0, NoMMDet())\n'
         'import swap_backbone as cli\n'
         f"assert cli.main([{str(local)!r}, '--arch', 'tiny', '--out', 'out/new.py']) == 0\n"
         "assert cli.main(['mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py', '--arch',\n"

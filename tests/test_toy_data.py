@@ -4,17 +4,14 @@ import filecmp
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dev'))
-
-import make_toy_coco as toy  # noqa: E402
+import make_toy_coco as toy  # tools/dev (on sys.path: conftest)
+from conftest import ROOT, run_tool
 
 PARAMS = dict(num_train=8, num_val=3, size=(112, 144), seed=7, max_objects=4, num_classes=4,
               empty_fraction=0.25)
@@ -153,19 +150,20 @@ def test_cli(tmp_path):
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'dev', 'make_toy_coco.py'), '--out', str(out),
            '--num-train', '2', '--num-val', '1', '--size', '40', '56', '--classes', '2',
            '--max-objects', '2', '--seed', '3']
-    subprocess.run(cmd, check=True, capture_output=True)
+    run_tool(cmd, check=True, timeout=300)
     with open(out / 'annotations' / 'instances_val.json') as f:
         val = json.load(f)
     assert [c['name'] for c in val['categories']] == ['circle', 'triangle']
     assert (val['images'][0]['height'], val['images'][0]['width']) == (40, 56)
     with open(out / toy.STAMP_NAME) as f:
         assert json.load(f)['seed'] == 3
-    second = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    second = run_tool(cmd, check=True, timeout=300)
     assert 'up to date' in second.stdout
 
 
 def test_mmdet_coco_dataset_loads(dataset):
-    pytest.importorskip('mmcv.ops')  # mmdet's transforms import the compiled ops
+    pytest.importorskip('mmcv.ops', reason="mmdet's transforms import mmcv's compiled ops: mmcv "
+                        'without them (mmcv-lite) cannot load the dataset')
     from mmdet.datasets import CocoDataset
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)

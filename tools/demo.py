@@ -11,8 +11,7 @@ mmdet's ``demo/image_demo.py`` gives the threshold; the former ``--score-thr`` s
 
 From python::
 
-    sys.path.insert(0, 'tools')
-    from demo import run_demo
+    from demo import run_demo  # tools/ on sys.path, or run from tools/
     png, preds = run_demo('img.png', 'configs/x.py', 'work_dirs/x/epoch_12.pth', 'outputs', 0.3)
 
 Without ``--weights`` the model is randomly initialised (unless the config sets ``load_from``
@@ -21,48 +20,11 @@ or the backbone loads pretrained weights), which only checks that the pipeline r
 import json
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import import_hiera_mm  # noqa: E402
+from hiera_mm_tools.demo import build_inferencer
+from hiera_mm_tools.runner import import_integration
 
-import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
-
-
-def _config_metainfo(cfg):
-    """``metainfo`` of the config's test (or val) dataset, if it names classes."""
-    for key in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
-        data = cfg.get(key, None)
-        if not data:
-            continue
-        dataset = data.get('dataset', {})
-        while isinstance(dataset, dict) and 'dataset' in dataset:
-            dataset = dataset['dataset']
-        meta = dataset.get('metainfo', None) if isinstance(dataset, dict) else None
-        if meta and meta.get('classes'):
-            return dict(meta)
-    return None
-
-
-def build_inferencer(config, weights=None, device=None):
-    """A ``DetInferencer`` for ``config`` (path or Config) and an optional checkpoint.
-
-    Class names come from the checkpoint's ``dataset_meta``; without a checkpoint, from the
-    config's dataset ``metainfo`` (mmdet would otherwise fall back to COCO's 80 names).
-    """
-    from mmengine.config import Config
-    from mmdet.apis import DetInferencer
-    from hiera_mm.openmmlab.compat import trust_checkpoint_location
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    trust_checkpoint_location(weights)  # the user named this checkpoint
-    inferencer = DetInferencer(model=cfg, weights=weights, device=device, show_progress=False)
-    meta = _config_metainfo(cfg)
-    if weights is None and meta is not None:
-        if 'palette' not in meta:
-            meta['palette'] = 'random'
-        inferencer.model.dataset_meta = meta
-        inferencer.visualizer.dataset_meta = meta
-    return inferencer
+import_integration('mmdet')  # registers hiera_mm's modules, whatever the config's custom_imports say
 
 
 def run_demo(image, config, weights=None, out_dir='outputs/demo', score_thr=0.3, device=None,

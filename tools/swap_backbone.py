@@ -7,21 +7,20 @@
 
 CONFIG: a config path, ``mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py`` or
 ``mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py``. The framework comes from the config:
-its ``mmseg::`` / ``mmdet::`` prefix, else its ``default_scope`` (MMDetection where it has none).
+its ``mmseg::`` / ``mmdet::`` prefix, else its ``default_scope`` (a config naming neither is
+refused with the fix).
 NEW.py gets ``_base_ = CONFIG`` and only what differs (backbone, the in_channels of the neck or
 heads reading it, normalisation, AdamW and paramwise settings, the framework's hiera_mm import);
 it starts with comments that say what changed and why, and the same summary is printed. Configs
 that cannot be adapted safely are refused with the reason (exit status 2). The rules are in
-``hiera_mm/mmdet/swap/`` and ``hiera_mm/mmseg/swap.py`` (their docstrings), on the shared
-``hiera_mm/openmmlab/swap/``; an mmseg config imports nothing of mmdet here (nor in the config
+``hiera_mm_tools/swap/mmdet/`` and ``hiera_mm_tools/swap/mmseg/`` (their docstrings), on the
+shared ``hiera_mm_tools/swap/``; an mmseg config imports nothing of mmdet here (nor in the config
 written).
 """
 import argparse
 import os
 import sys
 import warnings
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv=None):
@@ -44,17 +43,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def planner(config: str):
-    """``plan_swap`` of the config's framework (MMSegmentation's never imports mmdet)."""
-    from hiera_mm.openmmlab.swap import framework_of
-
-    if framework_of(config) == 'mmseg':
-        from hiera_mm.mmseg.swap import plan_swap
-    else:
-        from hiera_mm.mmdet.swap import plan_swap
-    return plan_swap
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if '::' not in args.config and os.path.abspath(args.out) == os.path.abspath(args.config):
@@ -62,11 +50,13 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    from hiera_mm_tools.swap import planner
+
     try:
         plan = planner(args.config)(args.config, args.arch, checkpoint=args.checkpoint,
                                     drop_path_rate=args.drop_path, lr=args.lr,
                                     out_file=args.out)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         print(f'swap_backbone: refused: {err}', file=sys.stderr)
         return 2
     out_dir = os.path.dirname(os.path.abspath(args.out))
@@ -76,6 +66,8 @@ def main(argv=None) -> int:
     print(f'Wrote {args.out} (_base_ = {plan.base!r}, arch {args.arch!r}). Decisions:')
     for decision in plan.decisions:
         print(f'  - {decision}')
+    for remark in plan.remarks:
+        print(f'swap_backbone: note: {remark}', file=sys.stderr)
     return 0
 
 

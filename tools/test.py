@@ -14,13 +14,10 @@ Several processes: ``tools/dist_test.sh CONFIG CHECKPOINT N``.
 """
 import argparse
 import copy
-import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (add_common_args, build_runner, finish_args,  # noqa: E402
-                     framework_of, load_config)
+from hiera_mm_tools.frameworks import framework_of
+from hiera_mm_tools.runner import add_common_args, build_runner, finish_args, load_config
 
 
 def parse_args(argv=None):

@@ -6,7 +6,7 @@ _base_ = ['mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py', '../_base_
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained = {{_base_.hiera_pretrained}}
-model = dict(backbone={{_base_.hiera_backbone}}, neck=dict(in_channels=[96, 192, 384, 768]))
+model = dict(backbone={{_base_.hiera_backbone}}, neck=dict(in_channels={{_base_.hiera_widths}}))
 
 # AdamW (lr 1e-4, wd 0.05) instead of SGD; no weight decay on norm layers and position embeddings.
 optim_wrapper = dict(optimizer={{_base_.hiera_adamw}}, paramwise_cfg={{_base_.hiera_paramwise}})

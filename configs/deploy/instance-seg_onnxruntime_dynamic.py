@@ -1,11 +1,8 @@
-# mmdeploy 1.x deploy config: an MMDetection detector with masks (Mask R-CNN, Cascade Mask R-CNN)
-# to onnxruntime with dynamic batch, height and width. mmdeploy's own
-# configs/mmdet/instance-seg/instance-seg_onnxruntime_dynamic.py (not in its wheel) in one file,
-# with opset 17: Hiera's scaled_dot_product_attention exports from opset 14 (mmdeploy's base: 11).
-# Used with mmdeploy's tools/deploy.py or mmdeploy.apis.torch2onnx (README, "Deployment";
-# tools/deployment/setup_mmdeploy_env.sh builds the environment). Outputs: dets (N x K x 5: box,
-# score), labels (N x K), masks (N x K x 28 x 28 before pasting, export_postprocess_mask=False).
-custom_imports = dict(imports=['hiera_mm.openmmlab.mmdeploy_rewrites'],
+# mmdeploy 1.x: an MMDetection detector with masks to onnxruntime, dynamic batch, height, width.
+# mmdeploy's configs/mmdet/instance-seg/instance-seg_onnxruntime_dynamic.py (not in its wheel) in
+# one file, at opset 17 (Hiera's attention exports from 14). Outputs: dets (N x K x 5), labels
+# (N x K), masks (N x K x 28 x 28 before pasting). Set up: tools/deployment/setup_mmdeploy_env.sh.
+custom_imports = dict(imports=['hiera_mm_tools.export.mmdeploy_rewrites'],
                       allow_failed_imports=False)
 onnx_config = dict(
     type='onnx',

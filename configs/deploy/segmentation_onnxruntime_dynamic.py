@@ -1,10 +1,11 @@
-# mmdeploy 1.x deploy config: an MMSegmentation segmentor to onnxruntime with dynamic batch,
-# height and width; output: the label map (N x 1 x H x W, argmax in the graph). mmdeploy's own
-# configs/mmseg/segmentation_onnxruntime_dynamic.py (not in its wheel) in one file, with opset 17
-# (Hiera's attention exports from opset 14), and hiera_mm's rewrite of adaptive average pooling
-# (UperNet's PSP module): mmdeploy's own fixes the pooling bins at the export size, which is
-# wrong at every other size and fails outright at small ones ("stride should not be zero").
-custom_imports = dict(imports=['hiera_mm.openmmlab.mmdeploy_rewrites'],
+# mmdeploy 1.x: an MMSegmentation segmentor to onnxruntime, dynamic batch, height and width;
+# output: the label map (N x 1 x H x W). mmdeploy's
+# configs/mmseg/segmentation_onnxruntime_dynamic.py (not in its wheel) in one file, at opset 17
+# (Hiera's attention exports from 14).
+
+# hiera_mm_tools' rewrite of adaptive average pooling (UperNet's PSP module): mmdeploy's own fixes
+# the pooling bins at the export size, wrong at every other size ("stride should not be zero").
+custom_imports = dict(imports=['hiera_mm_tools.export.mmdeploy_rewrites'],
                       allow_failed_imports=False)
 onnx_config = dict(
     type='onnx',

@@ -1,12 +1,7 @@
-# Mask R-CNN, Hiera-B, initialised from the MAE-pretrained ImageNet-1K weights.
-#
-# Recipe: the Hiera paper's COCO detection setting (Ryali et al. 2023, Table 10: 52.2 box AP,
-# 46.3 mask AP), which is ViTDet's (Li et al. 2022) as written for hierarchical backbones in
-# detectron2's projects/ViTDet/configs/COCO/cascade_mask_rcnn_mvitv2_b_in21k_100ep.py (and
-# mask_rcnn_vitdet_b_100ep.py): large-scale jitter on a 1024 x 1024 canvas, 100 epochs at a total
-# batch of 64, AdamW, layer-wise lr decay, LayerNorm in the FPN and RoI heads (4conv1fc box head),
-# a two-conv RPN head, mixed precision. The lr decay is per Hiera block: 0.83 for B and B+,
-# 0.89 for L. Drop path 0.1 for B is ViTDet's ViT-B value (the paper does not restate it).
+# Mask R-CNN, Hiera-B, MAE ImageNet-1K weights. Recipe: the Hiera paper's COCO setting (Table 10:
+# 52.2 box AP, 46.3 mask AP), i.e. ViTDet's for hierarchical backbones as in detectron2's
+# projects/ViTDet/configs/COCO/cascade_mask_rcnn_mvitv2_b_in21k_100ep.py: LSJ at 1024, 100 epochs
+# at batch 64, AdamW, layer-wise lr decay per Hiera block (0.83 for B and B+, 0.89 for L), AMP.
 from functools import partial
 
 from fvcore.common.param_scheduler import MultiStepParamScheduler
@@ -20,7 +15,8 @@ from hiera_mm.detectron2 import get_hiera_lr_decay_rate
 from ._base_.coco_loader_lsj import dataloader
 from ._base_.mask_rcnn_hiera_fpn import model
 
-# Backbone: every Hiera block keeps its pretrained attention (attention='exact').
+# Backbone: every Hiera block keeps its pretrained attention (attention='exact'). Drop path 0.1
+# is ViTDet's ViT-B value (the Hiera paper does not restate it).
 model.backbone.bottom_up.arch = 'base'
 model.backbone.bottom_up.drop_path_rate = 0.1
 model.backbone.bottom_up.square_pad = 1024

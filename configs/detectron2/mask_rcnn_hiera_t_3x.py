@@ -1,15 +1,14 @@
-# Mask R-CNN, Hiera-T, initialised from the ImageNet-1K fine-tuned weights on the HF hub.
-#
-# Recipe: detectron2's MViTv2 3x Mask R-CNN (projects/MViTv2/configs/mask_rcnn_mvitv2_t_3x.py),
-# a hierarchical transformer of Hiera-T's size: standard FPN Mask R-CNN heads, multi-scale
-# training with random crops, 36 epochs at a total batch of 64, AdamW at lr 1.6e-4 (weight decay
-# 0.1, none on the position embeddings), drop path 0.2, mixed precision. No layer-wise lr decay,
-# as in that recipe.
+# Mask R-CNN, Hiera-T, ImageNet-1K fine-tuned weights (HF hub). Recipe: detectron2's
+# projects/MViTv2/configs/mask_rcnn_mvitv2_t_3x.py (a hierarchical transformer of Hiera-T's size):
+# FPN Mask R-CNN heads, multi-scale training with crops, 36 epochs at batch 64, AdamW lr 1.6e-4
+# (wd 0.1, none on position embeddings), drop path 0.2, AMP, no layer-wise lr decay.
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
+
+from hiera_mm import archs
 
 from ._base_.coco_loader_multiscale import dataloader
 from ._base_.mask_rcnn_hiera_fpn import model
@@ -23,7 +22,7 @@ dataloader.train.total_batch_size = 64
 train = model_zoo.get_config('common/train.py').train
 train.amp.enabled = True
 train.ddp.fp16_compression = True
-train.init_checkpoint = 'hf://facebook/hiera-tiny-224-hf'
+train.init_checkpoint = 'hf://' + archs.HUB_IDS['tiny']  # hf://facebook/hiera-tiny-224-hf
 
 # 36 epochs: 67500 iterations x 64 images / 118000 images; lr steps at epochs 28 and 33.9.
 train.max_iter = 67500

@@ -11,7 +11,7 @@ model = dict(
     data_preprocessor=dict(pad_size_divisor=32),
     # Stages 2-4 (strides 8, 16, 32); the ChannelMapper adds the fourth, stride-64 level.
     backbone={{_base_.hiera_backbone_c3}},
-    neck=dict(in_channels=[192, 384, 768]))
+    neck=dict(in_channels={{_base_.hiera_widths_c3}}))
 
 # DINO's AdamW (lr 1e-4, wd 1e-4, grad clip 0.1) with the backbone at lr x 0.1 (inherited key
 # 'backbone'), and no weight decay on norm layers and position embeddings. mmengine applies only

@@ -1,10 +1,7 @@
-# Mask R-CNN + FPN with a Hiera-B backbone from MAE pretraining, trained with the ViTDet recipe
-# as the Hiera paper does for COCO: large-scale jitter on a 1024x1024 canvas, 100 epochs
-# (25 epochs of a 4x repeated dataset, lr steps at 88 and 96), AdamW, layer-wise lr decay,
-# norm layers in the FPN and RoI heads, a 2-conv RPN head.
-# Data, augmentation and schedule come from mmdet's LSJ base; the model from Mask R-CNN R-50.
-# custom_imports and custom_hooks: ../_base_/hiera/hiera.py; the backbone:
-# ../_base_/hiera/hiera-b.py.
+# Mask R-CNN + FPN, Hiera-B from MAE pretraining, with the ViTDet recipe as the Hiera paper uses
+# it for COCO: LSJ at 1024 x 1024, 100 epochs (25 of a 4x repeated dataset), AdamW, layer-wise lr
+# decay, norm layers in the FPN and RoI heads, a 2-conv RPN head. Data and schedule: mmdet's
+# common/lsj-100e_coco-instance.py; the model: mmdet's Mask R-CNN R-50 base.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::common/lsj-100e_coco-instance.py',
@@ -29,7 +26,7 @@ model = dict(
     # HieraBackbone's default attention='exact' is the pretrained computation; 'windowed' would be
     # faster at 1024.
     backbone={{_base_.hiera_b_mae}},
-    neck=dict(in_channels=[96, 192, 384, 768], norm_cfg=norm_cfg),
+    neck=dict(in_channels={{_base_.hiera_widths}}, norm_cfg=norm_cfg),
     rpn_head=dict(num_convs=2),
     roi_head=dict(
         bbox_head=dict(

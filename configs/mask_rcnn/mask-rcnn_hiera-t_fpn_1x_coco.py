@@ -9,7 +9,7 @@ default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 pretrained = {{_base_.hiera_pretrained}}
 # The inherited data_preprocessor is what Hiera was trained with: RGB, ImageNet mean/std,
 # padding to multiples of 32 (= Hiera's mask-unit grid, so the backbone never pads itself).
-model = dict(backbone={{_base_.hiera_backbone}}, neck=dict(in_channels=[96, 192, 384, 768]))
+model = dict(backbone={{_base_.hiera_backbone}}, neck=dict(in_channels={{_base_.hiera_widths}}))
 
 # AdamW(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05) comes from the Swin base. Swin's
 # custom_keys name Swin parameters; Hiera's: no weight decay on any norm layer (by type) and on

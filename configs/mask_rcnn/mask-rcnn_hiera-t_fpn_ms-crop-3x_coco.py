@@ -9,7 +9,7 @@ _base_ = [
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained = {{_base_.hiera_pretrained}}
-model = dict(backbone={{_base_.hiera_backbone}}, neck=dict(in_channels=[96, 192, 384, 768]))
+model = dict(backbone={{_base_.hiera_backbone}}, neck=dict(in_channels={{_base_.hiera_widths}}))
 
 # No weight decay on norm layers and position embeddings (see mask-rcnn_hiera-t_fpn_1x_coco.py).
 optim_wrapper = dict(paramwise_cfg={{_base_.hiera_paramwise_replacing}})

@@ -1,9 +1,7 @@
-# The README's demo: Mask R-CNN with Hiera-T on the synthetic toy shapes dataset
-# (`python tools/dev/make_toy_coco.py --out data/toy_coco`), sized to learn on 2 CPU cores in
-# minutes (time and scores measured: README, "Demo"): 128 px images, 300 RPN proposals, 64 sampled
-# RoIs, 128-channel neck and heads, and an iteration-based short schedule.
-# It inherits the COCO config unchanged otherwise, so it is also a template for your own
-# COCO-format dataset: set data_root, metainfo classes and num_classes.
+# The README's demo: Mask R-CNN, Hiera-T on the synthetic toy shapes (tools/dev/make_toy_coco.py),
+# sized to learn on 2 CPU cores in minutes: 128 px images, 300 proposals, 64 sampled RoIs,
+# 128-channel neck and heads, a short schedule. The COCO config otherwise, and a template for
+# one's own COCO-format dataset: set data_root, metainfo classes and num_classes.
 _base_ = '../mask_rcnn/mask-rcnn_hiera-t_fpn_1x_coco.py'
 
 data_root = 'data/toy_coco/'

@@ -48,8 +48,9 @@ from detectron2.utils.file_io import PathHandler, PathManager
 from fvcore.common.checkpoint import _IncompatibleKeys
 
 from .. import checkpoints
+from ..archs import HUB_IDS
 from ..checkpoints import CheckpointError
-from ..models.stages import HieraStages
+from ..models.stages import HieraStages, strip_ddp_prefix
 
 __all__ = ['HFHubPathHandler', 'HieraCheckpointer', 'register_hf_path_handler']
 
@@ -75,7 +76,7 @@ class HFHubPathHandler(PathHandler):
         parts = [p for p in path[len(self.PREFIX):].split('/') if p]
         if len(parts) < 2:
             raise CheckpointError(f"'{path}' is not a hub path: write '{self.PREFIX}<org>/<name>' "
-                                  f"(e.g. '{self.PREFIX}facebook/hiera-tiny-224-hf'), optionally "
+                                  f"(e.g. '{self.PREFIX}{HUB_IDS['tiny']}'), optionally "
                                   "followed by '@<revision>' and '/<file>'")
         return '/'.join(parts[:2]), '/'.join(parts[2:])
 
@@ -134,10 +135,6 @@ def register_hf_path_handler(path_manager=PathManager) -> None:
 _OWN_TRUNK_KEY = re.compile(r'^(.*?)trunk\.patch_embed\.proj\.weight$')
 
 
-def _strip_ddp(key: str) -> str:
-    return key[len('module.'):] if key.startswith('module.') else key
-
-
 class HieraCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` that also loads Hiera backbone checkpoints of any layout.
 
@@ -186,7 +183,7 @@ class HieraCheckpointer(DetectionCheckpointer):
         if not isinstance(state, dict):
             return True  # not ours to judge: Detectron2 reports it
         own = self.model.state_dict()
-        return any(_strip_ddp(k) in own for k in state)
+        return any(strip_ddp_prefix(k) in own for k in state)
 
     @staticmethod
     def _backbone_state(state: dict) -> tuple[Optional[dict], list]:
@@ -199,9 +196,10 @@ class HieraCheckpointer(DetectionCheckpointer):
         # Our own names deeper in a detector (e.g. 'backbone.bottom_up.trunk.*' of a Detectron2
         # model of another structure): cut down to 'trunk.*' / 'out_norms.*'.
         for key in state:
-            match = _OWN_TRUNK_KEY.match(_strip_ddp(key))
+            bare = strip_ddp_prefix(key)
+            match = _OWN_TRUNK_KEY.match(bare)
             if match:
-                prefix = ('module.' if key.startswith('module.') else '') + match.group(1)
+                prefix = key[:len(key) - len(bare)] + match.group(1)
                 return ({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
                         [k for k in state if not k.startswith(prefix)])
         return None, []
@@ -242,9 +240,9 @@ class HieraCheckpointer(DetectionCheckpointer):
         """A detector checkpoint whose Hiera was pretrained on another grid: give the model's
         position embedding that grid (same Parameter object) so it loads instead of being
         skipped as a shape mismatch."""
+        pos_embeds = {strip_ddp_prefix(k): v for k, v in state.items() if k.endswith('pos_embed')}
         for name, module in self._hiera_modules():
-            key = (name + '.' if name else '') + 'trunk.pos_embed'
-            value = state.get(key, state.get('module.' + key))
+            value = pos_embeds.get((name + '.' if name else '') + 'trunk.pos_embed')
             own = module.trunk.pos_embed
             if (torch.is_tensor(value) and value.ndim == own.ndim and value.shape != own.shape
                     and value.shape[:2] == own.shape[:2]):

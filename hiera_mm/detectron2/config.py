@@ -30,7 +30,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 
-from ..archs import ARCH_SETTINGS
+from ..archs import check_arch
 from .backbone import HieraBackbone
 
 __all__ = ['add_hiera_config', 'get_hiera_cfg', 'HieraCfgNode', 'build_hiera_backbone',
@@ -79,10 +79,7 @@ def _arch(cfg: CfgNode):
     h = cfg.MODEL.HIERA
     if not (h.EMBED_DIM or h.DEPTHS or h.NUM_HEADS):
         return h.ARCH
-    if h.ARCH not in ARCH_SETTINGS:
-        raise ValueError(f"MODEL.HIERA.ARCH '{h.ARCH}' is unknown; choose one of "
-                         f"{', '.join(ARCH_SETTINGS)}")
-    arch = dict(ARCH_SETTINGS[h.ARCH])
+    arch = dict(check_arch(h.ARCH))  # MODEL.HIERA.ARCH
     if h.EMBED_DIM:
         arch['embed_dim'] = int(h.EMBED_DIM)
     if h.DEPTHS:

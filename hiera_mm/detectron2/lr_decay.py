@@ -22,9 +22,9 @@ import inspect
 from numbers import Real
 from typing import Optional, Sequence, Union
 
-from ..archs import ARCH_SETTINGS
+from ..archs import check_arch
 from ..models.hiera import Hiera
-from ..models.stages import hiera_layer_id
+from ..models.stages import hiera_layer_id, lr_decay_scale, strip_ddp_prefix
 
 __all__ = ['get_hiera_lr_decay_rate', 'hiera_depths']
 
@@ -34,10 +34,7 @@ _DEFAULT_DEPTHS = tuple(inspect.signature(Hiera).parameters['depths'].default)
 def hiera_depths(arch: Union[str, dict]) -> tuple[int, ...]:
     """Blocks per stage of an arch name or ``Hiera`` argument dict."""
     if isinstance(arch, str):
-        if arch not in ARCH_SETTINGS:
-            raise ValueError(f"unknown Hiera arch '{arch}'; choose one of "
-                             f"{', '.join(ARCH_SETTINGS)} or give a dict of Hiera arguments")
-        return tuple(ARCH_SETTINGS[arch]['depths'])
+        return tuple(check_arch(arch)['depths'])
     if isinstance(arch, dict):
         return tuple(int(d) for d in arch.get('depths', _DEFAULT_DEPTHS))
     raise TypeError(f'arch must be an arch name or a dict of Hiera arguments, got {arch!r}')
@@ -85,9 +82,8 @@ def get_hiera_lr_decay_rate(name: str, lr_decay_rate: float = 1.0,
                          f'num_layers={num_layers} blocks')
     if prefix and not prefix.endswith('.'):
         prefix += '.'
-    while name.startswith('module.'):
-        name = name[len('module.'):]
+    name = strip_ddp_prefix(name)
     if not name.startswith(prefix):
         return 1.0
     layer = hiera_layer_id(name[len(prefix):], num_layers, stage_ends)
-    return float(lr_decay_rate) ** (num_layers + 1 - layer)
+    return lr_decay_scale(float(lr_decay_rate), layer, num_layers)

@@ -1,24 +1,18 @@
-"""MMSegmentation 1.x integration: importing this package registers hiera_mm's modules.
+"""MMSegmentation 1.x integration: importing this package registers hiera_mm into mmseg.
 
-* ``HieraBackbone`` in ``mmseg.registry.MODELS``;
-* ``HieraLayerDecayOptimizerConstructor`` in ``OPTIM_WRAPPER_CONSTRUCTORS``;
-* ``FiniteLossHook``, ``AtomicCheckpointHook`` and ``TrustRunCheckpointsHook`` in ``HOOKS``.
-
-The same classes as ``hiera_mm.mmdet`` registers (they live in ``hiera_mm.openmmlab``); nothing
-here imports mmdet. Configs say
-``custom_imports = dict(imports=['mmseg', 'hiera_mm.mmseg'], allow_failed_imports=False)``:
-with mmseg imported first, the package-level rule of ``hiera_mm`` for old detection configs
-(which registers ``hiera_mm.mmdet`` in a process that has loaded mmengine) stays out of the way
-even where nothing had imported mmseg before the config was read (``Runner.from_cfg`` in a plain
-mmengine script; mmseg's and our tools import mmseg first anyway).
+The same classes and loader fix as ``hiera_mm.mmdet`` (from ``hiera_mm.openmmlab``), into
+``mmseg.registry``; nothing here imports mmdet. Configs say
+``custom_imports = dict(imports=['hiera_mm.mmseg'], allow_failed_imports=False)``.
 """
 from mmseg.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 from ..openmmlab import (AtomicCheckpointHook, FiniteLossHook, HieraBackbone,
-                         HieraLayerDecayOptimizerConstructor, TrustRunCheckpointsHook, compat,
+                         HieraLayerDecayOptimizerConstructor, TrustRunCheckpointsHook,
                          register_into)
+from ..openmmlab.checkpoint_loader import install_checkpoint_loader
 
 register_into(models=MODELS, optim_wrapper_constructors=OPTIM_WRAPPER_CONSTRUCTORS, hooks=HOOKS)
+install_checkpoint_loader()
 
 __all__ = ['AtomicCheckpointHook', 'FiniteLossHook', 'HieraBackbone',
-           'HieraLayerDecayOptimizerConstructor', 'TrustRunCheckpointsHook', 'compat']
+           'HieraLayerDecayOptimizerConstructor', 'TrustRunCheckpointsHook']

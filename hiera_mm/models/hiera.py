@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..archs import check_arch
+from ..archs import MASK_UNIT_SIZE, PATCH_STRIDE, check_arch, stage_widths
 
 ATTENTION_MODES = ('exact', 'windowed')
 
@@ -155,6 +155,22 @@ class Mlp(nn.Module):
         return self.fc2(x)
 
 
+# Mixed precision, the dtype policy: under torch.autocast (bf16 or fp16) the linear layers, the
+# attention and the MLP compute in the low dtype, but the residual stream (patch embedding plus
+# position embedding, then every block's sum) stays in the dtype of the weights, fp32, as timm's and
+# transformers' ViTs keep it. So the stage maps come out in fp32 in training and in inference
+# alike, and the low-precision rounding of each branch is not accumulated over the blocks.
+# Without autocast nothing changes: every cast below is a no-op and fp32 results are bit-exact.
+
+
+def residual_add(branch: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """``residual + branch`` without autograd: in place into the fresh branch output when the two
+    share a dtype (one buffer less), else (autocast) a new tensor in the residual's dtype."""
+    if branch.dtype == residual.dtype:
+        return branch.add_(residual)
+    return residual + branch  # promotes the low-precision branch to the residual's fp32
+
+
 class LayerScale(nn.Module):
     """Learned per-channel gain on a residual branch (timm's ``ls1`` / ``ls2``)."""
 
@@ -201,7 +217,8 @@ class HieraBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_norm = self.norm1(x)
         if self.proj is not None:
-            x = self.proj(x_norm)
+            # The widened residual keeps the stream's dtype (see residual_add); a no-op in fp32.
+            x = self.proj(x_norm).to(x.dtype)
         if self.pool_expand:  # the un-normed input, as in timm
             x = torch.cat([max_pool_nhwc(x, self.q_stride),
                            mean_pool_nhwc(x, self.q_stride)], dim=-1)
@@ -209,8 +226,8 @@ class HieraBlock(nn.Module):
             x = max_pool_nhwc(x, self.q_stride)
         if not torch.is_grad_enabled() and not (self.training and self.drop_path_rate):
             # Inference: accumulate the residual into the fresh branch outputs (fewer buffers).
-            x = self.ls1(self.attn(x_norm)).add_(x)
-            return self.ls2(self.mlp(self.norm2(x))).add_(x)
+            x = residual_add(self.ls1(self.attn(x_norm)), x)
+            return residual_add(self.ls2(self.mlp(self.norm2(x))), x)
         x = x + drop_path(self.ls1(self.attn(x_norm)), self.drop_path_rate, self.training)
         return x + drop_path(self.ls2(self.mlp(self.norm2(x))), self.drop_path_rate, self.training)
 
@@ -319,13 +336,13 @@ class Hiera(nn.Module):
         with_cp: activation checkpointing per block during training.
     """
 
-    patch_stride = 4
+    patch_stride = PATCH_STRIDE
 
     def __init__(self, embed_dim: int = 96, depths: Sequence[int] = (1, 2, 7, 2),
                  num_heads: Sequence[int] = (1, 2, 4, 8), mlp_ratio: float = 4.0,
                  attention: str = 'exact', global_blocks: Optional[Sequence[int]] = None,
                  window_sizes: Optional[Sequence[int]] = None, pos_embed: str = 'abs',
-                 pos_embed_size: Sequence[int] = (56, 56), mask_unit_size: int = 8,
+                 pos_embed_size: Sequence[int] = (56, 56), mask_unit_size: int = MASK_UNIT_SIZE,
                  mask_unit_attn: Sequence[bool] = (True, True, False, False), num_q_pool: int = 3,
                  pretrain_size: int = 224, drop_path_rate: float = 0.0, with_cp: bool = False,
                  in_chans: int = 3, norm_eps: float = 1e-6, pos_embed_antialias: bool = False,
@@ -342,7 +359,7 @@ class Hiera(nn.Module):
         self.global_blocks = _resolve_global_blocks(global_blocks, depths=depths,
                                                     attention=attention, window_sizes=window_sizes)
         self.stage_ends = [sum(depths[:i + 1]) - 1 for i in range(len(depths))]
-        self.num_features = [int(embed_dim * 2 ** i) for i in range(len(depths))]
+        self.num_features = stage_widths(dict(embed_dim=embed_dim, depths=depths))
         self.with_cp = with_cp
         self.pos_embed_type = pos_embed
         self.pos_embed_antialias = pos_embed_antialias
@@ -364,7 +381,7 @@ class Hiera(nn.Module):
                                window_sizes=window_sizes, global_blocks=self.global_blocks,
                                attention=attention, mask_unit=mask_unit_size,
                                pretrain_tokens=pretrain_size // self.patch_stride)
-        rates = torch.linspace(0, drop_path_rate, len(layout)).tolist()
+        rates = torch.linspace(0, drop_path_rate, len(layout), device='cpu').tolist()
         dims = [embed_dim] + [self.num_features[spec.stage] for spec in layout]
         self.blocks = nn.ModuleList(
             HieraBlock(dims[i], dims[i + 1], num_heads=num_heads[spec.stage],

@@ -181,7 +181,7 @@ class HieraStages(nn.Module):
 
         0 for the patch and position embeddings, ``g + 1`` for block ``g`` (counted over all
         stages), one above its stage's last block for ``out_norms.stage{s}``, and ``L + 1``
-        (``L`` = number of blocks) for anything else.
+        (``L`` = number of blocks) for anything else; ``lr_decay_scale`` turns it into a factor.
         """
         return hiera_layer_id(name, len(self.trunk.blocks), self.trunk.stage_ends)
 
@@ -226,8 +226,7 @@ def hiera_layer_id(name: str, num_blocks: int, stage_ends: Sequence[int]) -> int
 
     ``trunk.patch_embed.*`` and ``trunk.pos_embed*``: 0; ``trunk.blocks.{g}.*``: ``g + 1``;
     ``out_norms.stage{s}.*``: ``stage_ends[s - 1] + 2`` (the norm on the last stage lands in
-    ``L + 1``); anything else: ``L + 1``. A decay rate ``r`` then scales layer ``i``'s lr by
-    ``r ** (L + 1 - i)``.
+    ``L + 1``); anything else: ``L + 1``. ``lr_decay_scale`` gives the lr factor of an id.
     """
     top = num_blocks + 1
     if name.startswith(('trunk.patch_embed.', 'trunk.pos_embed')):
@@ -249,4 +248,21 @@ def hiera_layer_id(name: str, num_blocks: int, stage_ends: Sequence[int]) -> int
     return top
 
 
-__all__ = ['HieraStages', 'LoadReport', 'hiera_layer_id']
+def lr_decay_scale(rate: float, layer_id: int, num_blocks: int) -> float:
+    """lr factor of layer ``layer_id`` under layer-wise decay ``rate``: ``rate ** (L + 1 - id)``.
+
+    The top layer ``L + 1`` (neck and heads, ``L`` = number of blocks) trains at the full lr,
+    the patch and position embeddings (layer 0) at ``rate ** (L + 1)`` of it.
+    """
+    return rate ** (num_blocks + 1 - layer_id)
+
+
+def strip_ddp_prefix(name: str) -> str:
+    """A parameter or state-dict key without the ``module.`` prefixes that DDP / DataParallel
+    wrappers add (``'module.backbone.x'`` -> ``'backbone.x'``)."""
+    while name.startswith('module.'):
+        name = name[len('module.'):]
+    return name
+
+
+__all__ = ['HieraStages', 'LoadReport', 'hiera_layer_id', 'lr_decay_scale', 'strip_ddp_prefix']

@@ -1,7 +1,7 @@
-"""What MMDetection and MMSegmentation share: one ``HieraBackbone``, the layer-decay constructor,
-the hooks and the stack fixes, all on mmengine alone. ``hiera_mm.mmdet`` and ``hiera_mm.mmseg``
-register them into their framework's registries; this package registers nothing itself."""
-from . import compat  # noqa: F401  (first: the loader must be in place before a run loads anything)
+"""What MMDetection and MMSegmentation share, on mmengine alone: one ``HieraBackbone``, the
+layer-decay constructor, the hooks and the mmengine fixes (``checkpoint_loader``,
+``cpu_launch``). ``hiera_mm.mmdet`` and ``hiera_mm.mmseg`` register them into their framework's
+registries; importing this package registers and patches nothing."""
 from .backbone import HieraBackbone
 from .hooks import AtomicCheckpointHook, FiniteLossHook, TrustRunCheckpointsHook
 from .layer_decay import HieraLayerDecayOptimizerConstructor, get_hiera_layer_id
@@ -17,6 +17,20 @@ def register_into(*, models, optim_wrapper_constructors, hooks) -> None:
         hooks.register_module(module=hook)
 
 
+def check_custom_imports(cfg, framework: str = 'mmdet') -> None:
+    """Refuse a config whose ``custom_imports`` name the bare ``hiera_mm`` package and none of
+    its integrations (configs of hiera_mm 0.1): importing ``hiera_mm`` registers nothing, so
+    stock tools fail to build the model with a registry error that names no fix."""
+    imports = (cfg.get('custom_imports') or {}).get('imports', [])
+    imports = [imports] if isinstance(imports, str) else list(imports)
+    if 'hiera_mm' in imports and not {'hiera_mm.mmdet', 'hiera_mm.mmseg'} & set(imports):
+        fix = f'hiera_mm.{framework}'
+        raise ValueError(
+            f"{getattr(cfg, 'filename', None) or 'the config'}: custom_imports names 'hiera_mm', "
+            "which registers nothing into mmdet or mmseg; name the integration instead: "
+            f"custom_imports = dict(imports=['{fix}'], allow_failed_imports=False)")
+
+
 __all__ = ['AtomicCheckpointHook', 'FiniteLossHook', 'HieraBackbone',
-           'HieraLayerDecayOptimizerConstructor', 'TrustRunCheckpointsHook', 'get_hiera_layer_id',
-           'register_into']
+           'HieraLayerDecayOptimizerConstructor', 'TrustRunCheckpointsHook',
+           'check_custom_imports', 'get_hiera_layer_id', 'register_into']

@@ -8,8 +8,7 @@ from typing import Optional, Sequence, Union
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
-from ..checkpoints import CheckpointError
-from ..archs import ARCH_SETTINGS
+from ..archs import HUB_IDS
 from ..models.stages import HieraStages
 
 
@@ -40,7 +39,7 @@ class HieraBackbone(HieraStages, BaseModule):
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             if 'checkpoint' not in cfg:
                 raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint' "
-                                 "(e.g. 'hf://facebook/hiera-tiny-224-hf')")
+                                 f"(e.g. 'hf://{HUB_IDS['tiny']}')")
             self.load_pretrained(cfg['checkpoint'])
             self._is_init = True
             return
@@ -54,4 +53,4 @@ class HieraBackbone(HieraStages, BaseModule):
         return report
 
 
-__all__ = ['HieraBackbone', 'ARCH_SETTINGS', 'CheckpointError']
+__all__ = ['HieraBackbone']

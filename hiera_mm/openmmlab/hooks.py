@@ -9,14 +9,14 @@ from mmengine.dist import all_reduce, is_distributed, is_main_process
 from mmengine.fileio import LocalBackend, get_file_backend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
 
-from .compat import trust_checkpoint_location
+from .checkpoint_loader import trust_checkpoint_location
 
 
 class TrustRunCheckpointsHook(Hook):
     """Let the run read back its own full training checkpoints on torch >= 2.6.
 
     mmengine's training checkpoints hold pickled Python objects besides tensors, which torch
-    >= 2.6 refuses to load by default; ``hiera_mm.openmmlab.compat`` reads them only from trusted
+    >= 2.6 refuses to load by default; ``checkpoint_loader`` reads them only from trusted
     places. Before the runner loads or resumes anything, this hook trusts the run's work dir
     and the checkpoint the run was given (``load_from``, ``--resume PATH``, test.py's
     CHECKPOINT): the trust comes from the config and the runner, whichever tool started it.

@@ -36,16 +36,9 @@ from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
-from ..models.stages import hiera_layer_id
+from ..models.stages import hiera_layer_id, lr_decay_scale, strip_ddp_prefix
 
 __all__ = ['HieraLayerDecayOptimizerConstructor', 'get_hiera_layer_id']
-
-
-def _strip_wrapper_prefix(param_name: str) -> str:
-    """Drop the ``module.`` prefix(es) that DDP / DataParallel wrappers add."""
-    while param_name.startswith('module.'):
-        param_name = param_name[len('module.'):]
-    return param_name
 
 
 def get_hiera_layer_id(param_name: str, num_blocks: int, stage_ends: Sequence[int]) -> int:
@@ -62,7 +55,7 @@ def get_hiera_layer_id(param_name: str, num_blocks: int, stage_ends: Sequence[in
         block ``g``, ``stage_ends[s - 1] + 2`` for ``backbone.out_norms.stage{s}`` and ``L + 1``
         for everything else.
     """
-    name = _strip_wrapper_prefix(param_name)
+    name = strip_ddp_prefix(param_name)
     if name.startswith('backbone.'):
         return hiera_layer_id(name[len('backbone.'):], num_blocks, stage_ends)
     return num_blocks + 1
@@ -149,7 +142,7 @@ class HieraLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             if len(layer_ids) != 1:  # the default logic makes one group per param; be safe
                 raise RuntimeError(f'a default param group spans layers {sorted(layer_ids)}')
             layer_id = layer_ids.pop()
-            scale = self.layer_decay_rate ** (num_blocks + 1 - layer_id)
+            scale = lr_decay_scale(self.layer_decay_rate, layer_id, num_blocks)
             new_group = {k: v for k, v in group.items() if k != 'params'}
             base = new_group.get('lr', self.base_lr)
             if base is None:
@@ -182,7 +175,7 @@ class HieraLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         for layer_id, members in layer_members.items():
             if not members:
                 continue
-            scale = self.layer_decay_rate ** (num_blocks + 1 - layer_id)
+            scale = lr_decay_scale(self.layer_decay_rate, layer_id, num_blocks)
             mine = [g for g in groups if g['layer_id'] == layer_id]
             lrs = sorted({g.get('lr', self.base_lr) for g in mine},
                          key=lambda v: -1 if v is None else v)

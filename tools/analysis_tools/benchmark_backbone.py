@@ -16,6 +16,15 @@ Contenders (``--contenders``, default: every one that can be built here):
     hf-hiera                    transformers' HieraModel, interpolate_pos_encoding=True
     swin-t                      mmdet's SwinTransformer, Swin-T settings (timm's without mmdet)
     r50                         mmdet's ResNet-50 (timm's without mmdet)
+    onnxruntime-exact           the hiera_mm-exact trunk exported to ONNX (opset 17, dynamic
+    onnxruntime-windowed        size) and run by onnxruntime; --mode fwd, CPU, fp32
+    d2-mask-rcnn-eager          the whole Detectron2 Mask R-CNN of
+                                configs/detectron2/mask_rcnn_hiera_t_3x.py (random weights), eager
+    d2-mask-rcnn-onnxruntime    the same model exported as tools/detectron2/export_model.py
+                                exports it (TracingAdapter, opset 17, dynamic size), onnxruntime
+
+The d2 rows run only when named (--contenders), forward, batch 1, CPU, fp32; their score
+threshold is 0, so every image gives the mask head its full 100 detections.
 
 A hiera_mm row may name another copy of hiera.py, ``hiera_mm-exact@/tmp/hiera.py``, to time a
 change against the current file in the same alternating rounds.
@@ -29,7 +38,8 @@ discarded and the median (and min) of ``--runs`` rounds is reported, with the ti
 ``--baseline`` and to swin-t (< 1 = faster). With ``--isolate`` each contender (and mode) also
 runs once in a fresh process, for its peak memory (CPU: peak RSS, with a process that only
 imports torch as the baseline; CUDA: max_memory_allocated). The method in full is in
-``hiera_mm/benchmark/__init__.py``.
+``hiera_mm_tools/benchmark/__init__.py``; the rows that need mmdet or Detectron2 come from
+its plug-ins (``openmmlab``, ``detectron2``).
 
 Extras:
     --train-step      one whole Mask R-CNN training step (mmdet's mask-rcnn_r50_fpn_1x_coco model,
@@ -52,20 +62,18 @@ The markdown tables go to stdout; ``--out`` writes every number as JSON together
 """
 import argparse
 import os
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/, for _common
-from _common import add_checkout_to_path  # noqa: E402
+from hiera_mm_tools.benchmark import contenders
+from hiera_mm_tools.benchmark.compile_check import compile_benchmark
+from hiera_mm_tools.benchmark.environment import load_average, machine_info
+from hiera_mm_tools.benchmark.memory import checkpointing_memory, isolated_memory
+from hiera_mm_tools.benchmark.report import print_tables, write_json
+from hiera_mm_tools.benchmark.timing import DTYPES, Timer, time_contenders
 
-add_checkout_to_path()
-from hiera_mm.benchmark.compile_check import compile_benchmark  # noqa: E402
-from hiera_mm.benchmark.contenders import ALL_CONTENDERS, select_contenders  # noqa: E402
-from hiera_mm.benchmark.environment import (have_mmdet, load_average,  # noqa: E402
-                                            machine_info, why_no_mmdet)
-from hiera_mm.benchmark.memory import checkpointing_memory, isolated_memory  # noqa: E402
-from hiera_mm.benchmark.report import print_tables, write_json  # noqa: E402
-from hiera_mm.benchmark.timing import DTYPES, Timer, time_contenders  # noqa: E402
+# The framework rows and extras (each imports its framework only when a row is built).
+PLUGINS = ('hiera_mm_tools.benchmark.openmmlab', 'hiera_mm_tools.benchmark.detectron2')
+contenders.load_plugins(PLUGINS)
 
 QUICK = dict(size=(128, 128), runs=1, warmup=0, arch='tiny', cp_arch='tiny')
 DEFAULTS = dict(size=(800, 1344), runs=5, warmup=2, arch='tiny', cp_arch='base')
@@ -75,8 +83,9 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--contenders', nargs='+', default=None,
-                   help=f'names (space or comma separated) from: {", ".join(ALL_CONTENDERS)}; '
-                        'default: all that can be built here. A hiera_mm row may name another '
+                   help=f'names (space or comma separated) from: {", ".join(contenders.all_names())}; '
+                        'default: all but the d2 rows that can be built here. A hiera_mm row may '
+                        'name another '
                         'copy of hiera.py, e.g. hiera_mm-exact@/tmp/hiera.py, to compare a change')
     p.add_argument('--arch', default=None, help='Hiera size of the hiera_mm and hf rows '
                    '(tiny, small, base, base_plus, large, huge, sam2_*); default tiny')
@@ -149,7 +158,7 @@ def setup_torch(args):
 def main(argv=None):
     args = parse_args(argv)
     setup_torch(args)
-    names, notes = select_contenders(args)
+    names, notes = contenders.select_contenders(args)
     results = {'command': [sys.executable] + sys.argv, 'machine': machine_info(args.device),
                'config': dict(vars(args)), 'contenders': {}, 'notes': notes}
     modes = ['fwd', 'fwdbwd'] if args.mode == 'both' else [args.mode]
@@ -163,12 +172,13 @@ def main(argv=None):
         results['contenders'] = time_contenders(names, modes, timer, args)
         if args.baseline not in results['contenders']:
             notes.append(f'baseline {args.baseline} was not run: no ratios to it')
-    if args.train_step:
-        if have_mmdet():
-            from hiera_mm.mmdet.benchmark import train_step_benchmark
-            results['train_step'] = train_step_benchmark(args)
-        else:
-            notes.append(f'--train-step skipped: mmdet is not importable ({why_no_mmdet()})')
+    for key, extra in contenders.EXTRAS.items():
+        if getattr(args, key, False):
+            why = extra.why_not()
+            if why is None:
+                results[key] = extra.run(args)
+            else:
+                notes.append(f'--{key.replace("_", "-")} skipped: {why}')
     if args.compile:
         results['compile'] = compile_benchmark(args, timer)
     average = load_average()

@@ -11,13 +11,11 @@ With ``--shape`` a dummy image of that size (padded to the data preprocessor's
 FLOPs are counted as fvcore does (one fused multiply-add = one FLOP).
 """
 import os.path as osp
-import sys
 import tempfile
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/, for _common
-from _common import CFG_OPTIONS_HELP, import_hiera_mm  # noqa: E402
+from hiera_mm_tools.runner import CFG_OPTIONS_HELP, import_integration
 
-import_hiera_mm()  # registers hiera_mm's modules, whatever the config's custom_imports say
+import_integration('mmdet')  # registers hiera_mm's modules, whatever the config's custom_imports say
 
 
 def _dummy_batch(model, shape):

@@ -28,8 +28,8 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from _common import CFG_OPTIONS_HELP, framework_of, load_config  # noqa: E402
+from hiera_mm_tools.frameworks import framework_of
+from hiera_mm_tools.runner import CFG_OPTIONS_HELP, load_config
 
 
 def parse_args(argv=None):
@@ -100,7 +100,7 @@ def default_verify_shape(height, width):
 def build_model(cfg, checkpoint):
     from mmengine.registry import MODELS, init_default_scope
 
-    from hiera_mm.openmmlab.compat import trust_checkpoint_location
+    from hiera_mm.openmmlab.checkpoint_loader import trust_checkpoint_location
     init_default_scope(framework_of(cfg))
     model = MODELS.build(cfg.model)
     if checkpoint:
@@ -132,7 +132,7 @@ def main(argv=None):
         raise SystemExit('--eval: only segmentation graphs give predictions to evaluate (the '
                          'detection graph ends at the neck)')
 
-    from hiera_mm.openmmlab import export as ex
+    from hiera_mm_tools.export import openmmlab as ex
     model = build_model(cfg, args.checkpoint)
     outputs = ex.SEG_OUTPUTS if args.seg_output == 'both' else (args.seg_output, )
     image = None

@@ -11,7 +11,8 @@
 # mmdeploy, mmdeploy-runtime, onnxruntime 1.15.1 (the version mmdeploy's custom-op library
 # libmmdeploy_onnxruntime_ops.so, shipped in its wheel, was built against), protobuf 3.20.2 and
 # MMSegmentation 1.2.2. Nothing in .venv-oldest changes (its constraints file pins its stack).
-# hiera_mm itself comes from the checkout: run with PYTHONPATH=<checkout>.
+# hiera_mm and hiera_mm_tools (the deploy configs import its rewrite) come from the checkout:
+# run with PYTHONPATH=<checkout>.
 # Measured here (2 cores, packages from the local index): 20-35 s once .venv-oldest exists.
 set -euo pipefail
 
@@ -42,7 +43,7 @@ log "installing mmdeploy 1.3.1, mmdeploy-runtime, onnxruntime 1.15.1, mmsegmenta
 "$PY" -m pip --disable-pip-version-check -q install -c "$constraints" \
     mmdeploy mmdeploy-runtime onnxruntime protobuf mmsegmentation ftfy regex
 
-"$PY" - <<'EOF'
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" - <<'EOF'
 import mmcv.ops  # noqa: F401  (the compiled ops of .venv-oldest)
 import mmdeploy
 import mmdet
@@ -51,6 +52,7 @@ import onnxruntime
 import torch
 from mmdeploy.backend.onnxruntime.init_plugins import get_ops_path
 assert get_ops_path(), "mmdeploy's onnxruntime custom-op library is missing"
+import hiera_mm_tools.export.mmdeploy_rewrites  # noqa: F401  (what configs/deploy import)
 print(f'[setup_mmdeploy_env] ready: mmdeploy {mmdeploy.__version__}, torch {torch.__version__}, '
       f'onnxruntime {onnxruntime.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}')
 EOF

@@ -25,23 +25,18 @@ import json
 import logging
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import d2_utils  # noqa: E402
+import numpy as np
+import torch
+from detectron2.config import instantiate
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils
+from detectron2.data import transforms as T
+from detectron2.utils.logger import setup_logger
+from detectron2.utils.visualizer import ColorMode, Visualizer
 
-d2_utils.add_checkout_to_path()
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from detectron2.config import instantiate  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data import detection_utils  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.utils.logger import setup_logger  # noqa: E402
-from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
-
-from hiera_mm.detectron2 import HieraCheckpointer  # noqa: E402
+from hiera_mm.detectron2 import HieraCheckpointer
+from hiera_mm_tools import d2_runner
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 logger = logging.getLogger('detectron2')
@@ -65,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument('--classes', nargs='+', default=None,
                    help='class names in category order (instead of a dataset\'s)')
     p.add_argument('--register', nargs=3, action='append', default=[],
-                   metavar=('NAME', 'JSON', 'IMAGE_ROOT'), help=d2_utils.REGISTER_HELP)
+                   metavar=('NAME', 'JSON', 'IMAGE_ROOT'), help=d2_runner.REGISTER_HELP)
     p.add_argument('--save-json', action='store_true',
                    help='also write <image>.json with the predictions next to each drawing')
     p.add_argument('opts', nargs=argparse.REMAINDER, default=[],
@@ -129,9 +124,9 @@ def main(argv=None) -> list[str]:
     args = parse_args(argv)
     setup_logger(name='detectron2')
     setup_logger(name='fvcore')
-    d2_utils.register_datasets(args.register)
-    cfg = d2_utils.load_config(args.config_file, args.opts)
-    d2_utils.check_device(cfg)
+    d2_runner.register_datasets(args.register)
+    cfg = d2_runner.load_config(args.config_file, args.opts)
+    d2_runner.check_device(cfg)
     weights = args.weights if args.weights is not None else cfg.train.init_checkpoint
     if not weights:
         logger.warning('no --weights and no train.init_checkpoint: predicting with random weights')

@@ -24,8 +24,12 @@ first-class device, and COCO-format datasets registered from the command line::
         dataloader.train.dataset.names=mydata_train dataloader.test.dataset.names=mydata_val \\
         model.roi_heads.num_classes=5
 
+**Mixed precision.** ``train.amp.enabled=True`` (the ViTDet-style configs' default) trains with
+Detectron2's ``AMPTrainer`` in ``train.amp.precision``: 'float16' (default, dynamic loss scale)
+or 'bfloat16'; ``train.ddp.fp16_compression`` (fp16 gradients in the all-reduce) is kept on GPUs.
+
 **CPU.** ``train.device=cpu`` runs on the CPU: AMP (CUDA only in Detectron2's ``AMPTrainer``) is
-replaced by fp32 training with ``SimpleTrainer`` (logged), and ``--num-gpus N`` starts ``N``
+replaced by fp32 training with ``SimpleTrainer`` (a warning), and ``--num-gpus N`` starts ``N``
 processes that train together with the gloo backend (Detectron2's ``launch`` chooses gloo when no
 GPU is visible; this script hides the GPUs from the processes when ``train.device=cpu``, so it
 holds on a GPU machine too). ``--num-processes`` is the same option under a name that does not
@@ -41,15 +45,9 @@ import json
 import logging
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import d2_utils  # noqa: E402  (this folder, put on the path above)
-
-d2_utils.add_checkout_to_path()
-
-from detectron2.config import instantiate  # noqa: E402
-from detectron2.engine import (  # noqa: E402
+from detectron2.config import instantiate
+from detectron2.engine import (
     AMPTrainer,
     SimpleTrainer,
     default_argument_parser,
@@ -58,11 +56,12 @@ from detectron2.engine import (  # noqa: E402
     hooks,
     launch,
 )
-from detectron2.engine.defaults import create_ddp_model  # noqa: E402
-from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
 
-from hiera_mm.detectron2 import HieraCheckpointer  # noqa: E402
+from hiera_mm.detectron2 import HieraCheckpointer
+from hiera_mm_tools import d2_runner
 
 logger = logging.getLogger('detectron2')
 
@@ -80,7 +79,7 @@ def build_ddp_model(cfg, model):
     """``create_ddp_model`` with the config's ``train.ddp`` options; on the CPU, DDP without
     device ids and without fp16 gradient compression (a CUDA-side saving)."""
     ddp = dict(cfg.train.get('ddp', {}))
-    if d2_utils.on_cpu(cfg):
+    if d2_runner.on_cpu(cfg):
         ddp.update(device_ids=None, fp16_compression=False)
     return create_ddp_model(model, **ddp)
 
@@ -107,12 +106,37 @@ def do_test(cfg, model):
     return results
 
 
+#: ``train.amp.precision`` -> the autocast dtype handed to ``AMPTrainer(precision=...)``
+AMP_PRECISIONS = ('float16', 'bfloat16')
+
+
+def amp_precision(cfg):
+    """The autocast dtype of ``train.amp.precision`` ('float16', the default, or 'bfloat16').
+
+    Detectron2's ``AMPTrainer`` takes a ``precision`` that its LazyConfig train script never
+    passes; here the config (or ``train.amp.precision=bfloat16`` on the command line) decides.
+    """
+    import torch
+    name = str(cfg.train.amp.get('precision', 'float16'))
+    if name not in AMP_PRECISIONS:
+        raise ValueError(f'train.amp.precision={name!r} is not one of {AMP_PRECISIONS}; set e.g. '
+                         'train.amp.precision=bfloat16')
+    return getattr(torch, name)
+
+
 def build_trainer(cfg, model, data_loader, optimizer):
-    if cfg.train.amp.enabled and not d2_utils.on_cpu(cfg):
-        return AMPTrainer(model, data_loader, optimizer)
-    if cfg.train.amp.enabled:
-        logger.info('train.amp.enabled is ignored on the CPU (Detectron2\'s AMPTrainer needs '
-                    'CUDA): training in fp32 with SimpleTrainer')
+    """``AMPTrainer`` in ``train.amp.precision`` when ``train.amp.enabled``, else
+    ``SimpleTrainer``. On the CPU (``train.device=cpu``) AMP is not available in Detectron2
+    (``AMPTrainer`` asserts CUDA in every step): fp32 ``SimpleTrainer``, with a warning."""
+    amp = cfg.train.get('amp', None) or {}
+    if not amp.get('enabled', False):
+        return SimpleTrainer(model, data_loader, optimizer)
+    precision = amp_precision(cfg)  # checked on the CPU too: a bad value fails everywhere
+    if not d2_runner.on_cpu(cfg):
+        return AMPTrainer(model, data_loader, optimizer, precision=precision)
+    logger.warning(f'train.amp.enabled is ignored on the CPU (Detectron2\'s AMPTrainer needs '
+                   f'CUDA): training in fp32 with SimpleTrainer instead of {precision} AMP; set '
+                   'train.amp.enabled=False to silence this')
     return SimpleTrainer(model, data_loader, optimizer)
 
 
@@ -148,9 +172,9 @@ def do_train(args, cfg):
 
 
 def main(args):
-    d2_utils.register_datasets(args.register)
-    cfg = d2_utils.load_config(args.config_file, args.opts)
-    d2_utils.check_device(cfg)
+    d2_runner.register_datasets(args.register)
+    cfg = d2_runner.load_config(args.config_file, args.opts)
+    d2_runner.check_device(cfg)
     default_setup(cfg, args)
 
     if args.eval_only:
@@ -168,7 +192,7 @@ def get_parser():
                         help='processes per machine; the same as --num-gpus, for CPU runs '
                              '(train.device=cpu) where each process is a CPU worker')
     parser.add_argument('--register', nargs=3, action='append', default=[],
-                        metavar=('NAME', 'JSON', 'IMAGE_ROOT'), help=d2_utils.REGISTER_HELP)
+                        metavar=('NAME', 'JSON', 'IMAGE_ROOT'), help=d2_runner.REGISTER_HELP)
     return parser
 
 
@@ -178,8 +202,8 @@ def invoke_main(argv=None) -> None:
         args.num_gpus = args.num_processes
     # Decide the device before any process starts. On the CPU, hide the GPUs so that launch()
     # uses gloo (instead of NCCL + one GPU per process) even on a machine that has GPUs.
-    cfg = d2_utils.load_config(args.config_file, args.opts)
-    if d2_utils.on_cpu(cfg):
+    cfg = d2_runner.load_config(args.config_file, args.opts)
+    if d2_runner.on_cpu(cfg):
         os.environ['CUDA_VISIBLE_DEVICES'] = ''
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

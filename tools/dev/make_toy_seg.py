@@ -26,13 +26,11 @@ or from python (``sys.path.insert(0, 'tools/dev')``)::
 import argparse
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from make_toy_coco import (ALL_PALETTE, DEFAULT_NUM_CLASSES, _make_image,  # noqa: E402
+from make_toy_coco import (ALL_PALETTE, DEFAULT_NUM_CLASSES, _make_image,  # tools/dev, beside it
                            class_names, generate_once)
 
 STAMP_NAME = 'toy_seg_stamp.json'

@@ -10,14 +10,9 @@ tensors named as ``HieraBackbone``'s (``trunk.*``, ``out_norms.*``), ready for
 """
 import argparse
 import os
-import sys
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/, for _common
-from _common import add_checkout_to_path  # noqa: E402
-
-add_checkout_to_path()
-from hiera_mm.checkpoints import convert_state_dict, guess_arch, read_state_dict  # noqa: E402
+from hiera_mm.checkpoints import convert_state_dict, guess_arch, read_state_dict
 
 
 def convert(src: str, dst: str, arch: str = None) -> dict:

@@ -1,8 +1,7 @@
-# What every config of this project shares, as the base that its family configs (the Hiera-T
-# ones and the LSJ one) list beside their mmdet base. Apart from custom_imports and custom_hooks,
-# only variables: a config may not have two bases that both define a key such as `model`, so the
-# family config puts them in place itself, e.g. `backbone={{_base_.hiera_backbone}}`. The
-# hiera-<size>.py files beside this one hold what a larger backbone changes.
+# What every MMDetection config of this project shares, listed beside its mmdet base. Apart from
+# custom_imports and custom_hooks only variables (two bases may not both define `model`): each
+# config puts them in place, e.g. `backbone={{_base_.hiera_backbone}}`. The hiera-<size>.py files
+# beside this one hold what a larger backbone changes.
 
 custom_imports = dict(imports=['hiera_mm.mmdet'], allow_failed_imports=False)
 # Declared here so that every launcher (ours, mmdet's tools, mim, Runner.from_cfg) gets them.
@@ -21,10 +20,12 @@ hiera_backbone = dict(
     arch='tiny',
     drop_path_rate=0.1,
     init_cfg=dict(type='Pretrained', checkpoint=hiera_pretrained))
+hiera_widths = [96, 192, 384, 768]  # channels of the four stage maps
 # Stages 2-4 only (strides 8-32), for necks that start at stride 8 (RetinaNet, FCOS, ATSS:
 # P6/P7 from P5; DINO's ChannelMapper): an unused stage-1 output would leave parameters without
 # a gradient, which DDP rejects.
 hiera_backbone_c3 = dict(hiera_backbone, out_indices=(1, 2, 3))
+hiera_widths_c3 = hiera_widths[1:]
 
 # AdamW as mmdet's Swin configs (lr 1e-4, wd 0.05), in place of the base's optimizer (SGD).
 hiera_adamw = dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05)

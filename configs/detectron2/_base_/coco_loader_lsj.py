@@ -1,8 +1,6 @@
-# COCO with large-scale jitter (LSJ) as in ViTDet (Li et al. 2022, detectron2's
-# projects/ViTDet/configs/common/coco_loader_lsj.py, which is not part of the installed package):
-# flip, rescale by a factor in [0.1, 2.0] of a 1024 x 1024 canvas, crop to the canvas; total
-# batch 64.
-# The model pads every batch to the square canvas (square_pad=1024 in the configs that use this).
+# COCO with large-scale jitter (LSJ), as detectron2's projects/ViTDet/configs/common/
+# coco_loader_lsj.py (not in the installed package): flip, rescale by [0.1, 2.0] of a 1024 x 1024
+# canvas, crop to it; total batch 64. The model pads every batch to the canvas (square_pad=1024).
 import detectron2.data.transforms as T
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L

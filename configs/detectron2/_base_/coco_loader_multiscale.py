@@ -1,8 +1,6 @@
-# COCO with the multi-scale training of Detectron2's MViTv2 configs
-# (projects/MViTv2/configs/common/coco_loader.py, not part of the installed package): with
-# probability 0.5 a resize to a short side of 400-600 and a random 384-600 crop, then a resize to a
-# short side of 480-800 (long side <= 1333) and a horizontal flip; RGB; total batch 64 in the 3x
-# recipes. Test: short side 800.
+# COCO with the multi-scale training of detectron2's projects/MViTv2/configs/common/coco_loader.py
+# (not in the installed package): half the time a short side of 400-600 and a 384-600 crop, then a
+# short side of 480-800 (long side <= 1333) and a flip; RGB. Test: short side 800.
 import detectron2.data.transforms as T
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L

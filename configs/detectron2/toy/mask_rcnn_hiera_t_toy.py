@@ -1,10 +1,8 @@
-# Hiera-T Mask R-CNN on the synthetic toy shapes dataset (tools/dev/make_toy_coco.py: 128 px
-# images, classes circle / triangle / rectangle), sized to learn on a few CPU cores in minutes:
-# 128-channel FPN and box head, a light mask head, 300 proposals, 64 sampled RoIs, batch 4, a
-# short warm-up + cosine schedule at lr 4e-4, fp32 on the CPU, random init (no download). It is
-# the Hiera-T 3x config (../mask_rcnn_hiera_t_3x.py) otherwise, and a template for one's own
-# COCO-format dataset:
-#
+# Hiera-T Mask R-CNN on the synthetic toy shapes (tools/dev/make_toy_coco.py: 128 px, circle /
+# triangle / rectangle), sized to learn on a few CPU cores in minutes: the Hiera-T 3x config
+# (../mask_rcnn_hiera_t_3x.py) with 128-channel FPN and heads, batch 4, lr 4e-4 with a cosine
+# schedule, fp32 on the CPU, random init. A template for one's own COCO-format dataset:
+
 #   python tools/dev/make_toy_coco.py --out data/toy_coco --num-train 200 --num-val 32 --size 128
 #   python tools/detectron2/train_net.py \
 #       --config-file configs/detectron2/toy/mask_rcnn_hiera_t_toy.py \

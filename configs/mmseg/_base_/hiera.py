@@ -1,14 +1,10 @@
-# What hiera_mm's MMSegmentation configs share, listed beside their mmseg base (`mmseg::...`).
-# Apart from custom_hooks, only variables: two bases may not both define a key such as `model`, so
-# each config puts them in place itself, e.g. `backbone={{_base_.hiera_backbone}}`.
-# The larger IN1K backbones reuse the variables of ../../_base_/hiera/hiera-{s,b,b-plus}.py (plain
-# values, no framework in them); the SAM 2.1 trunks are defined here.
+# What MMSegmentation configs of this project share, listed beside their mmseg base. Apart from
+# custom_hooks only variables (two bases may not both define `model`): each config puts them in
+# place, e.g. `backbone={{_base_.hiera_backbone}}`. The larger IN1K backbones reuse
+# ../../_base_/hiera/hiera-{s,b,b-plus}.py; the SAM 2.1 trunks are defined here.
 
 # Each config states `custom_imports = {{_base_.hiera_custom_imports}}` itself (a base that
 # defined custom_imports would clash with mmseg bases that define it, e.g. Mask2Former's).
-# 'mmseg' first: hiera_mm's package-level rule for old mmdet configs (it registers the mmdet
-# integration when mmengine is loaded) leaves a process alone once mmseg is imported, so an mmseg
-# run started from plain mmengine (Runner.from_cfg) never imports hiera_mm.mmdet.
 hiera_custom_imports = dict(imports=['mmseg', 'hiera_mm.mmseg'], allow_failed_imports=False)
 # Declared here so that every launcher (ours, mmseg's tools, mim, Runner.from_cfg) gets them.
 # (default_hooks.checkpoint is set by each config: mmseg's schedule bases define default_hooks.)

@@ -1,9 +1,7 @@
-# Mask2Former with a Hiera-T backbone (IN1K-finetuned weights) on ADE20K, 512 x 512 crops, 160k
-# iterations, 8 GPUs x 2 images. The recipe of mmseg's Swin-T Mask2Former config, which this
-# inherits (AdamW lr 1e-4, wd 0.05, grad clip 0.01, backbone at lr x 0.1, poly decay); only the
-# backbone, the pixel decoder's input widths and the parameter-wise keys (Swin's name Swin
-# parameters) differ.
-# custom_hooks and the hiera_* variables: ../_base_/hiera.py.
+# Mask2Former, Hiera-T (IN1K-finetuned weights), ADE20K 512 x 512, 160k iterations at 8 x 2: the
+# recipe of mmseg's Swin-T Mask2Former config, which this inherits (AdamW lr 1e-4, wd 0.05, grad
+# clip 0.01, backbone at lr x 0.1, poly decay). Only the backbone, the pixel decoder's input
+# widths and the parameter-wise keys (Swin's name Swin parameters) differ.
 _base_ = [
     'mmseg::mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py',
     '../_base_/hiera.py',

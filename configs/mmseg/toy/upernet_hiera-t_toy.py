@@ -1,9 +1,7 @@
-# UperNet with Hiera-T on the synthetic toy shapes dataset in mmseg's layout
-# (`python tools/dev/make_toy_seg.py --out data/toy_seg`: img_dir/{train,val}, ann_dir/{train,val};
-# background, circle, triangle, rectangle), sized to learn on 2 CPU cores in minutes: 128 px
-# images, 128-channel heads, an iteration-based short schedule. It inherits the ADE20K config
-# otherwise (tta_pipeline and tta_model included, so --tta works), so it is also a template for
-# your own dataset in this layout: set data_root, metainfo classes and num_classes.
+# UperNet, Hiera-T on the synthetic toy shapes in mmseg's layout (tools/dev/make_toy_seg.py),
+# sized to learn on 2 CPU cores in minutes: 128 px images, 128-channel heads, a short schedule.
+# The ADE20K config otherwise (--tta works too), and a template for one's own dataset in this
+# layout: set data_root, metainfo classes and num_classes.
 _base_ = '../upernet/upernet_hiera-t_8xb2-160k_ade20k-512x512.py'
 
 data_root = 'data/toy_seg/'

@@ -1,9 +1,7 @@
-# UperNet with a Hiera-T backbone (IN1K-finetuned weights) on Cityscapes, 512 x 1024 crops, 80k
-# iterations, 4 GPUs x 2 images: mmseg's ResNet-101 UperNet config (data, heads with SyncBN,
-# schedule length), which this inherits, with the optimizer of mmseg's Swin UperNet recipe (AdamW
-# lr 6e-5, wd 0.01, no weight decay on norms and position embeddings, 1500 warm-up iterations then
-# linear decay) in place of its SGD.
-# custom_hooks and the hiera_* variables: ../_base_/hiera.py.
+# UperNet, Hiera-T (IN1K-finetuned weights), Cityscapes 512 x 1024, 80k iterations at 4 x 2:
+# mmseg's ResNet-101 UperNet config (data, SyncBN heads, schedule length), which this inherits,
+# with the optimizer of mmseg's Swin UperNet recipe (AdamW lr 6e-5, wd 0.01, none on norms and
+# position embeddings, 1500 warm-up iterations then linear decay) in place of its SGD.
 _base_ = [
     'mmseg::upernet/upernet_r101_4xb2-80k_cityscapes-512x1024.py',
     '../_base_/hiera.py',

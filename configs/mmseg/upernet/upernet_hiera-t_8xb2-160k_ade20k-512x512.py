@@ -1,10 +1,7 @@
-# UperNet with a Hiera-T backbone (IN1K-finetuned weights) on ADE20K, 512 x 512 crops, 160k
-# iterations, 8 GPUs x 2 images. The recipe of mmseg's Swin-T UperNet config, which this inherits:
-# RGB input with ImageNet mean / std (its data_preprocessor), AdamW (lr 6e-5, wd 0.01) without
-# weight decay on norms and position embeddings and without layer-wise decay, linear warm-up then
-# linear decay, the UperNet / FCN heads with SyncBN. Only the backbone, the heads' input widths and
-# the parameter-wise settings (Swin's name Swin parameters) differ.
-# custom_hooks and the hiera_* variables: ../_base_/hiera.py.
+# UperNet, Hiera-T (IN1K-finetuned weights), ADE20K 512 x 512, 160k iterations at 8 x 2: the
+# recipe of mmseg's Swin-T UperNet config, which this inherits (RGB, ImageNet mean / std, AdamW
+# lr 6e-5, wd 0.01, no layer-wise decay, SyncBN heads). Only the backbone, the heads' input widths
+# and the parameter-wise settings (Swin's name Swin parameters) differ.
 _base_ = [
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
     '../_base_/hiera.py',

@@ -1,6 +1,6 @@
 """Peak memory of one call of a contender, each measured in a fresh process.
 
-The parent runs ``python -m hiera_mm.benchmark.memory SPEC`` (SPEC: JSON of the settings below);
+The parent runs ``python -m hiera_mm_tools.benchmark.memory SPEC`` (SPEC: JSON of the settings below);
 the child imports what the contender needs, builds it, makes one call and prints its report on a
 tagged stdout line. On CPU the child reports its peak resident set size: ``VmHWM`` of
 /proc/self/status, and ``getrusage(RUSAGE_SELF).ru_maxrss``. Both include the Python/torch/library
@@ -18,7 +18,7 @@ import os.path as osp
 import subprocess
 import sys
 
-from .contenders import build_contender, import_for
+from .contenders import PLUGINS, build_contender, import_for, load_plugins
 from .environment import memory_status
 from .timing import Timer
 
@@ -26,14 +26,15 @@ from .timing import Timer
 CHILD_SETTINGS = ('arch', 'size', 'batch', 'dtype', 'device', 'threads', 'mm_backbone')
 REPORT_TAG = 'BENCH_SINGLE_JSON '
 TORCH_ONLY = '__torch_only__'
-# The folder that holds the hiera_mm package, for the child to import this same copy.
+# The folder that holds the hiera_mm_tools package, for the child to import this same copy.
 PACKAGE_PARENT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def measure_in_child(name, mode, args, with_cp=False, arch=None) -> dict:
     """One fresh process's report for ``name`` in ``mode`` (or ``{'error': ...}``)."""
     spec = {key: getattr(args, key) for key in CHILD_SETTINGS}
-    spec.update(name=name, mode=mode, with_cp=with_cp, arch=arch or args.arch)
+    spec.update(name=name, mode=mode, with_cp=with_cp, arch=arch or args.arch,
+                plugins=list(PLUGINS))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (PACKAGE_PARENT, os.environ.get('PYTHONPATH')) if p))
     if args.threads:
@@ -114,6 +115,7 @@ def one_call_report(args) -> dict:
 
 def child_main(spec: dict) -> None:
     import torch
+    load_plugins(spec.pop('plugins', ()))
     args = argparse.Namespace(**spec)
     args.size = tuple(args.size)
     if args.threads:

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import os
 import platform
 import resource
 import sys
+
+#: distributions whose versions go with the machine's facts; plug-ins add their framework's
+REPORTED_DISTS = ['transformers', 'timm', 'onnxruntime']
 
 
 def has_module(name: str) -> bool:
@@ -17,21 +21,16 @@ def has_module(name: str) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def mmdet_error() -> str | None:
-    """None when mmdet's models import here, else why not (mmdet or mmcv missing or broken)."""
+def import_error(module: str) -> str | None:
+    """None when ``module`` imports here, else why not (missing, or broken: e.g. mmcv built
+    without its ops), in one line."""
+    if not has_module(module.split('.')[0]):
+        return 'not installed'
     try:
-        import mmdet.models.backbones  # noqa: F401
-    except Exception as e:  # ImportError, or mmcv built without its ops, ...
+        importlib.import_module(module)
+    except Exception as e:  # ImportError, or a library that fails while it loads
         return f'{type(e).__name__}: {e}'.splitlines()[0][:200]
     return None
-
-
-def have_mmdet() -> bool:
-    return has_module('mmdet') and mmdet_error() is None
-
-
-def why_no_mmdet() -> str:
-    return mmdet_error() if has_module('mmdet') else 'not installed'
 
 
 def cpu_model() -> str:
@@ -83,7 +82,7 @@ def machine_info(device: str) -> dict:
         'cuda_version': torch.version.cuda,
     }
     from importlib import metadata
-    for dist in ('transformers', 'timm', 'mmdet', 'mmcv', 'mmengine'):
+    for dist in REPORTED_DISTS:
         try:  # from the installed metadata: importing them all would take seconds and memory
             info[f'{dist}_version'] = metadata.version(dist)
         except metadata.PackageNotFoundError:

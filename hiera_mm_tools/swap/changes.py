@@ -6,35 +6,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from ...archs import IMAGENET_MEAN, IMAGENET_STD
-from .analyse import Consumer, short_type
-from .hiera_backbone import backbone_entry, stage_widths
+from hiera_mm.archs import IMAGENET_MEAN, IMAGENET_STD, stage_widths
+
+from .analyse import Consumer
+from .hiera_backbone import backbone_entry
 from .literals import Code
 from .render import Change, Fields, Statement, base_reference, config_text, header_lines
 
 GENERATOR = 'tools/swap_backbone.py'
 # What every Hiera run declares, so that all launchers (ours, the frameworks' tools, mim,
-# Runner.from_cfg) register the same hooks (hiera_mm.openmmlab.hooks).
+# Runner.from_cfg) register the same hooks (registered by hiera_mm.mmdet / hiera_mm.mmseg).
 RUN_HOOKS = ('FiniteLossHook', 'TrustRunCheckpointsHook')
 NORMALISATION_KEYS = {'mean', 'std', 'bgr_to_rgb'}
 
 
 @dataclass
 class SwapPlan:
-    """What ``swap_backbone`` decided: the new config's text and one line per decision."""
+    """What ``swap_backbone`` decided: the new config's text, one line per decision (in the
+    text's header) and remarks on how it was decided (printed, not written)."""
     base: str
     text: str = ''
     decisions: list = field(default_factory=list)
+    remarks: list = field(default_factory=list)
 
 
 def backbone_change(arch: str, stages: tuple, checkpoint: str, drop_path_rate: float,
-                    old_backbone: dict, old_stages: tuple, reader: str,
-                    scope: str = 'mmdet', verb: str = 'reads') -> Change:
+                    outputs, reader: str, verb: str = 'reads') -> Change:
     """HieraBackbone of ``arch`` emitting the stages ``reader`` (e.g. 'neck') reads, in place
-    of the old one."""
-    note = (f"backbone: {short_type(old_backbone.get('type'), scope)} (out_indices "
-            f"{old_stages}) -> HieraBackbone arch '{arch}', out_indices {tuple(stages)}, "
-            f'drop_path_rate {drop_path_rate}, weights {checkpoint}.')
+    of the old backbone (``outputs``: what it handed on, ``probe.BackboneOutputs``)."""
+    note = (f"backbone: {outputs.type} ({outputs.describe()}) -> HieraBackbone arch '{arch}', "
+            f'out_indices {tuple(stages)}, drop_path_rate {drop_path_rate}, weights '
+            f'{checkpoint}.')
     return Change(backbone_entry(arch, stages, drop_path_rate), [note],
                   [f'stages {tuple(stages)}: the ones the {reader} {verb}'])
 
@@ -160,10 +162,11 @@ def config_sections(changes: dict, model_keys: Sequence[str], base: str, imports
 
 
 def finish_plan(changes: dict, model_keys: Sequence[str], *, config: str, arch: str,
-                out_file: Optional[str], imports: Code, checkpoint: str) -> SwapPlan:
+                out_file: Optional[str], imports: Code, checkpoint: str,
+                remarks: Sequence[str] = ()) -> SwapPlan:
     """The plan from every decided change: the header lists their reasons, then the sections."""
     decisions = [note for change in changes.values() for note in change.notes]
     base = base_reference(config, out_file)
     sections = config_sections(changes, model_keys, base, imports, checkpoint)
     text = config_text(header_lines(GENERATOR, config, arch, decisions), sections)
-    return SwapPlan(base=base, text=text, decisions=decisions)
+    return SwapPlan(base=base, text=text, decisions=decisions, remarks=list(remarks))

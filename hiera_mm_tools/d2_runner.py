@@ -1,15 +1,10 @@
-"""Pieces shared by ``train_net.py`` and ``demo.py``: finding a config, registering COCO-format
-datasets, and the CPU / GPU decisions Detectron2's tools leave to their configs.
-
-Both scripts put this folder on ``sys.path`` (they are run as files) and import it by name.
-"""
+"""What the Detectron2 tools (``tools/detectron2/train_net.py``, ``demo.py``, ``export_model.py``)
+share: finding a config, registering COCO-format datasets, and the CPU / GPU decisions
+Detectron2's tools leave to their configs."""
 from __future__ import annotations
 
 import logging
 import os.path as osp
-import sys
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 REGISTER_HELP = (
     'register a COCO-format dataset (instances JSON + image folder) under NAME before the config '
@@ -18,16 +13,6 @@ REGISTER_HELP = (
     'model.roi_heads.num_classes=K')
 
 logger = logging.getLogger('detectron2')
-
-
-def add_checkout_to_path() -> None:
-    """Let ``import hiera_mm`` work from a plain checkout (nothing installed)."""
-    try:
-        import hiera_mm  # noqa: F401
-    except ModuleNotFoundError as err:
-        if err.name != 'hiera_mm':
-            raise
-        sys.path.insert(0, REPO_ROOT)
 
 
 def resolve_config(path: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from ...archs import ARCH_SETTINGS
+from hiera_mm.archs import ARCH_SETTINGS
+
 from .literals import Braces, one_line_source
 
 

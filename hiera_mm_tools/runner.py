@@ -1,17 +1,17 @@
-"""Shared pieces of the command-line tools (train.py, test.py, demo.py and those in the
-sub-folders, which put this folder on ``sys.path`` to import it).
+"""What the OpenMMLab command-line tools share (``tools/train.py``, ``test.py``, ``demo.py``,
+``analysis_tools/get_flops.py``, ``deployment/pytorch2onnx.py``): reading a config, importing its
+framework and hiera_mm's integration for it, the common arguments and the runner.
 
-train.py and test.py take detection and segmentation configs alike: the framework is the
-config's ``default_scope`` ('mmdet' or 'mmseg', inherited from its ``mmdet::`` / ``mmseg::``
-base), and only that framework and its hiera_mm integration are imported. The argument names
-and the work-dir / launcher conventions follow the tools of MMDetection 3.3 and MMSegmentation
-1.2, so the usual commands and scripts carry over unchanged.
+train.py and test.py take detection and segmentation configs alike: the framework is the one
+``hiera_mm_tools.frameworks.framework_of`` names, and only that framework and its hiera_mm
+integration are imported. The argument names and the work-dir / launcher conventions follow the
+tools of MMDetection 3.3 and MMSegmentation 1.2, so the usual commands and scripts carry over.
 """
+import importlib
 import os
 import os.path as osp
-import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from .frameworks import FRAMEWORKS, framework_of
 
 CFG_OPTIONS_HELP = (
     'override some settings in the used config, the key-value pair in xxx=yyy format will be '
@@ -20,49 +20,14 @@ CFG_OPTIONS_HELP = (
     'is allowed.')
 
 
-def add_checkout_to_path():
-    """Import ``hiera_mm`` from this checkout (the tools run from a plain checkout too)."""
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
-
-
-#: framework (a config's default_scope) -> hiera_mm's integration package for it
-INTEGRATIONS = {'mmdet': 'hiera_mm.mmdet', 'mmseg': 'hiera_mm.mmseg'}
-
-
-def import_hiera_mm(framework='mmdet'):
-    """Import ``framework`` and then hiera_mm's integration for it, which registers hiera_mm's
-    modules into that framework's registries (nothing of the other framework is imported).
-
-    Works from a plain checkout too (the repository root is put on ``sys.path`` when the package
-    is not installed). Configs still list it in ``custom_imports``; importing twice is harmless.
-    """
-    import importlib
-    if framework not in INTEGRATIONS:
-        raise ValueError(f'no hiera_mm integration for {framework!r}; '
-                         f'one of {sorted(INTEGRATIONS)}')
-    # The framework first: hiera_mm's package-level rule for old detection configs reads
-    # sys.modules (a segmentation process is one that has imported mmseg).
-    importlib.import_module(framework)
-    integration = INTEGRATIONS[framework]
-    try:
-        importlib.import_module(integration)
-    except ModuleNotFoundError as err:
-        if err.name not in ('hiera_mm', integration):
-            raise
-        add_checkout_to_path()
-        importlib.import_module(integration)
-    return sys.modules['hiera_mm']
-
-
-def framework_of(cfg):
-    """'mmdet' or 'mmseg': the config's ``default_scope`` (mmdet when it names none, as
-    configs of mmdet-only releases may)."""
-    scope = cfg.get('default_scope', None) or 'mmdet'
-    if scope not in INTEGRATIONS:
-        raise ValueError(f"default_scope {scope!r} of {cfg.filename}: these tools run "
-                         f"{' and '.join(sorted(INTEGRATIONS))} configs")
-    return scope
+def import_integration(framework='mmdet'):
+    """Import hiera_mm's integration for ``framework`` ('mmdet' -> ``hiera_mm.mmdet``, 'mmseg' ->
+    ``hiera_mm.mmseg``), which registers hiera_mm's modules into that framework's registries;
+    nothing of the other framework is imported. Returns the integration module."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f'no hiera_mm integration for {framework!r}: the tools run '
+                         f'{" and ".join(FRAMEWORKS)} configs')
+    return importlib.import_module(f'hiera_mm.{framework}')
 
 
 def add_common_args(parser, work_dir_help):
@@ -85,7 +50,7 @@ def finish_args(args):
 
 
 def load_config(config, cfg_options=None, launcher='none', work_dir=None):
-    """Read ``config``, import its framework and hiera_mm's integration for it, then the config's
+    """Read ``config``, import hiera_mm's integration for its framework, then the config's
     ``custom_imports``; merge ``--cfg-options`` and settle the launcher and ``work_dir``.
 
     ``work_dir`` priority: command line > config file > ``./work_dirs/<config name>``.
@@ -93,9 +58,12 @@ def load_config(config, cfg_options=None, launcher='none', work_dir=None):
     from mmengine.config import Config
     from mmengine.utils import import_modules_from_strings
 
-    # custom_imports wait until the framework is known and imported (see import_hiera_mm).
     cfg = Config.fromfile(config, import_custom_modules=False)
-    import_hiera_mm(framework_of(cfg))
+    framework = framework_of(config, cfg)
+    import_integration(framework)
+    # Refused as mmdet's own tools would fail (registry error), but here with the fix named.
+    from hiera_mm.openmmlab import check_custom_imports
+    check_custom_imports(cfg, framework)
     if cfg.get('custom_imports', None):
         import_modules_from_strings(**cfg.custom_imports)
     cfg.launcher = launcher
@@ -111,10 +79,8 @@ def load_config(config, cfg_options=None, launcher='none', work_dir=None):
 def build_runner(cfg):
     """The default mmengine ``Runner``, or the registered one named by ``cfg.runner_type``, for
     ``cfg.launcher`` (a CPU-only machine gets a gloo process group and SyncBN becomes BN, see
-    ``hiera_mm.openmmlab.compat.prepare_distributed``)."""
-    import importlib
-
-    from hiera_mm.openmmlab.compat import prepare_distributed
+    ``hiera_mm.openmmlab.cpu_launch.prepare_distributed``)."""
+    from hiera_mm.openmmlab.cpu_launch import prepare_distributed
     framework = framework_of(cfg)
     if framework == 'mmdet':
         limit_dynamo_recompiles()

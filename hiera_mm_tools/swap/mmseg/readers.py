@@ -1,31 +1,7 @@
-"""Put a Hiera backbone into an MMSegmentation config: writes a config that inherits the given one.
-
-``swap_backbone(config, arch)`` / ``plan_swap`` as ``hiera_mm.mmdet.swap``'s, for segmentors
-(``mmseg::`` configs, or any whose ``default_scope`` is 'mmseg'); ``tools/swap_backbone.py``
-picks this planner by that. Each change is a small function giving the change and its reason;
-the framework-neutral ones (backbone entry, normalisation, AdamW by ``LR_RULE``, paramwise_cfg,
-imports, hooks, load_from, the text) come from ``hiera_mm.openmmlab.swap``. What is particular
-to segmentation:
-
-* The backbone's readers are a neck (Semantic FPN's ``FPN``: ``neck_change``) or, without a
-  neck, the decode head(s) and auxiliary head(s), each reading backbone outputs by
-  ``in_index`` (``head_reads``): Hiera emits the union of the stages they read, and each head
-  gets Hiera's widths as ``in_channels`` and its ``in_index`` renumbered where an unread stage
-  left the outputs (``heads_change``). Mask2Former / MaskFormer heads read all outputs.
-* ``model.pretrained`` (mmseg hands it to the backbone, e.g. ``open-mmlab://resnet50_v1c``)
-  becomes None (``pretrained_change``); the Hiera weights come from ``init_cfg``.
-* ``data_preprocessor``: Hiera's normalisation, and test-time padding to 32-pixel mask units
-  (``preprocessor_change``).
-* ``custom_imports``: ``hiera_mm.mmseg`` (never ``hiera_mm.mmdet``); imports that only served
-  the old backbone (ConvNeXt's ``mmpretrain.models``) go (``imports_change``).
-
-Refused with the reason and a suggestion (``ValueError``): dilated ResNets whose decoder reads
-one stride-8 map (FCN, PSPNet, DeepLabV3(+), ... on ``-d8`` backbones), plain ViTs whose decoder
-reads several same-stride maps (SETR, DPT, ViT/BEiT/MAE UperNet), and necks / heads / segmentors
-whose inputs are not known to map onto Hiera's stages. SyncBN in the heads stays as it is
-(mmengine turns it into BN in single-process runs, ``hiera_mm.openmmlab.compat`` in
-distributed runs without CUDA).
-"""
+"""Who reads a segmentor's backbone: the checks that refuse what cannot be mapped (other
+segmentors, plain ViTs, dilated ResNets), the neck (Semantic FPN's ``FPN``) or, without one, the
+decode and auxiliary heads reading backbone outputs by ``in_index``; and the heads' new
+``in_channels`` / ``in_index``."""
 from __future__ import annotations
 
 import importlib.util
@@ -33,34 +9,17 @@ import math
 import os.path as osp
 from typing import Optional
 
-from ..openmmlab.swap.analyse import (DEFAULT_STRIDES, FOUR_STAGE_BACKBONES, Consumer,
-                                      backbone_stages, read_config, read_model,
-                                      read_optim_wrapper, short_type, stages_read)
-from ..openmmlab.swap.changes import (SwapPlan, backbone_change, checkpoint_hook_change,
-                                      finish_plan, hooks_change, import_list, imports_entry,
-                                      load_from_change, normalisation_change, reader_change)
-from ..openmmlab.swap.hiera_backbone import (HIERA_SIZE_DIVISOR, stage_widths,
-                                             weights_and_drop_path)
-from ..openmmlab.swap.literals import Code
-from ..openmmlab.swap.optimizer import optim_wrapper_change
-from ..openmmlab.swap.render import Change
+from hiera_mm.archs import stage_widths
+
+from ..analyse import Consumer, short_type
+from ..render import Change
 
 SCOPE = 'mmseg'
-IMPORT = 'hiera_mm.mmseg'  # registers HieraBackbone and the hooks into mmseg
 SEGMENTORS = ('EncoderDecoder', 'CascadeEncoderDecoder')
 HEAD_KEYS = ('decode_head', 'auxiliary_head')
-# mmseg's backbones whose out_indices 0..3 are stages at strides 4..32, and their default
-# out_indices / strides (with mmdet's names where mmseg has the same class).
-SEG_BACKBONES = {**{k: v for k, v in FOUR_STAGE_BACKBONES.items()
-                    if k in ('ResNet', 'ResNetV1d', 'ResNeXt', 'ResNeSt', 'SwinTransformer',
-                             'HieraBackbone', 'mmpretrain.ConvNeXt', 'mmcls.ConvNeXt')},
-                 'ResNetV1c': (0, 1, 2, 3), 'MixVisionTransformer': (0, 1, 2, 3),
-                 'MSCAN': (0, 1, 2, 3), 'PCPVT': (0, 1, 2, 3), 'SVT': (0, 1, 2, 3)}
-SEG_STRIDES = {**{k: v for k, v in DEFAULT_STRIDES.items() if k in SEG_BACKBONES},
-               'ResNetV1c': (1, 2, 2, 2), 'MixVisionTransformer': (4, 2, 2, 2),
-               'PCPVT': (4, 2, 2, 2), 'SVT': (4, 2, 2, 2)}
 # ResNets: strides / dilations other than the defaults make a dilated ("-d8", "-d16") network.
 RESNETS = ('ResNet', 'ResNetV1c', 'ResNetV1d', 'ResNeXt', 'ResNeSt')
+RESNET_STRIDES = (1, 2, 2, 2)
 # Plain ViTs: every block at one stride (16), so their out_indices are blocks, not stages.
 PLAIN_VITS = ('VisionTransformer', 'BEiT', 'MAE', 'mmpretrain.VisionTransformer')
 PLAIN_VIT_NECKS = ('MLANeck', 'MultiLevelNeck', 'Feature2Pyramid')
@@ -168,9 +127,9 @@ def check_dilated_resnet(model: dict, config: str) -> None:
     btype = _type(backbone)
     if btype not in RESNETS:
         return
-    strides = tuple(backbone.get('strides', SEG_STRIDES.get(btype, (1, 2, 2, 2))))
+    strides = tuple(backbone.get('strides', RESNET_STRIDES))
     dilations = tuple(backbone.get('dilations', (1, 1, 1, 1)))
-    if strides == SEG_STRIDES.get(btype, (1, 2, 2, 2))[:len(strides)] and set(dilations) == {1}:
+    if strides == RESNET_STRIDES[:len(strides)] and set(dilations) == {1}:
         return
     stride = 4 * math.prod(strides[1:])
     last = f'its last stage is at stride {stride}, not 32' if stride != 32 else (
@@ -204,8 +163,15 @@ def neck_reader(neck: dict, config: str) -> Consumer:
                     end_level=neck.get('end_level', -1))
 
 
-def head_reads(key: str, i: Optional[int], head: dict, n_out: int, config: str) -> tuple:
-    """The backbone outputs (positions 0..n_out-1) a neckless head reads, in its order."""
+def head_reads(key: str, i: Optional[int], head: dict, outputs, config: str) -> tuple:
+    """The backbone outputs (positions in the probed ``outputs``) a neckless head reads, in its
+    order; its in_channels must be their widths."""
+    positions = _head_positions(key, i, head, len(outputs.stages), config)
+    outputs.check_widths(positions, head.get('in_channels'), _head_name(key, i, head), config)
+    return positions
+
+
+def _head_positions(key: str, i: Optional[int], head: dict, n_out: int, config: str) -> tuple:
     htype, name = _type(head), _head_name(key, i, head)
     in_channels = head.get('in_channels')
     if htype in ALL_INPUT_HEADS:
@@ -249,13 +215,14 @@ def _head_update(head: dict, old_stages: tuple, positions: tuple, new_stages: tu
     return update
 
 
-def heads_change(model: dict, old_stages: tuple, arch: str, config: str) -> tuple:
+def heads_change(model: dict, outputs, arch: str, config: str) -> tuple:
     """(stages Hiera emits, {head key: Change}) for heads reading the backbone directly: Hiera
     emits the union of the stages they read (an unread stage would leave its output norm
     without gradient, which DDP rejects); each head gets Hiera's widths of its stages as
-    in_channels and, where that union renumbers the outputs, the new in_index."""
-    heads = _heads(model)
-    reads = [head_reads(key, i, head, len(old_stages), config) for key, i, head in heads]
+    in_channels and, where that union renumbers the outputs, the new in_index (``outputs``:
+    the probed ``BackboneOutputs`` of the old backbone)."""
+    heads, old_stages = _heads(model), outputs.stages
+    reads = [head_reads(key, i, head, outputs, config) for key, i, head in heads]
     new_stages = tuple(sorted({old_stages[p] for positions in reads for p in positions}))
     updates, notes = {}, {}
     for (key, i, head), positions in zip(heads, reads):
@@ -292,148 +259,3 @@ def _same(a, b) -> bool:
         return list(a) == list(b)
     return a == b
 
-
-def pretrained_change(model: dict) -> Change:
-    """``model.pretrained = None``: EncoderDecoder hands it to the backbone as ``pretrained``
-    (e.g. ``open-mmlab://resnet50_v1c``), which HieraBackbone neither takes nor needs."""
-    if model.get('pretrained') is None:
-        return Change(None)
-    return Change(Code('None'),
-                  [f"model.pretrained {model['pretrained']!r} -> None (the old backbone's "
-                   "weights; Hiera's come from its init_cfg)."],
-                  ["the old backbone's weights (mmseg passes them to the backbone)"])
-
-
-def preprocessor_change(pre: Optional[dict]) -> Change:
-    """Hiera's normalisation (``normalisation_change``), and test-time padding to Hiera's
-    32-pixel mask units (``test_cfg.size_divisor``): Hiera pads every input itself and its maps
-    cover the padded image; padded by the preprocessor, mmseg crops the padding off the logits
-    instead of stretching them over the image. Training crops are padded to ``size`` already
-    (a size that is no multiple of 32 is pointed out). Only what differs is stated."""
-    if not isinstance(pre, dict):
-        pre, update = {}, {'type': 'SegDataPreProcessor'}
-    else:
-        update = {}
-    normalisation = normalisation_change(pre)
-    update.update(normalisation.update)
-    notes, comments = list(normalisation.notes), list(normalisation.comments)
-    size, divisor = pre.get('size'), pre.get('size_divisor')
-    if size is None and divisor and divisor % HIERA_SIZE_DIVISOR:
-        update['size_divisor'] = math.lcm(divisor, HIERA_SIZE_DIVISOR)
-        notes.append(f"data_preprocessor: size_divisor {divisor} -> {update['size_divisor']} "
-                     f'(Hiera pads inputs to multiples of {HIERA_SIZE_DIVISOR}).')
-    if size is not None and any(int(s) % HIERA_SIZE_DIVISOR for s in size):
-        notes.append(f'data_preprocessor: training crops are padded to {tuple(size)}, not a '
-                     f'multiple of {HIERA_SIZE_DIVISOR}: Hiera pads them further itself and the '
-                     'logits are stretched over the crop (a crop of multiples of 32 avoids it).')
-    test_cfg = pre.get('test_cfg') or {}
-    if not test_cfg.get('size') and (test_cfg.get('size_divisor') or 1) % HIERA_SIZE_DIVISOR:
-        old = test_cfg.get('size_divisor')
-        update['test_cfg'] = dict(size_divisor=math.lcm(old or 1, HIERA_SIZE_DIVISOR))
-        notes.append(f'data_preprocessor.test_cfg: size_divisor {old} -> '
-                     f"{update['test_cfg']['size_divisor']} (Hiera pads inputs to "
-                     f'{HIERA_SIZE_DIVISOR}-pixel mask units; padded here, mmseg crops the '
-                     'padding off the logits instead of stretching them over the image).')
-        comments.append(f'test_cfg: pad test images to {HIERA_SIZE_DIVISOR}-pixel mask units '
-                        '(mmseg crops the padding off the logits).')
-    return Change(update or None, notes, comments)
-
-
-def _types(value) -> list:
-    """The string ``type`` of every dict in a nested config value."""
-    if isinstance(value, dict):
-        own = [value['type']] if isinstance(value.get('type'), str) else []
-        return own + [t for v in value.values() for t in _types(v)]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _types(v)]
-    return []
-
-
-def imports_change(custom_imports: Optional[dict], model: dict, old_backbone: dict) -> tuple:
-    """(``custom_imports`` entry, Change with the reason): ``hiera_mm.mmseg`` added; imports of
-    the old backbone's package (``mmpretrain.models`` for ``mmpretrain.ConvNeXt``) dropped when
-    nothing else in the model is of that package (``mmdet.models`` for Mask2Former stays)."""
-    btype = str(old_backbone.get('type', ''))
-    package = btype.split('.', 1)[0] if '.' in btype else None
-    dropped = []
-    rest = {k: v for k, v in model.items() if k != 'backbone'}
-    if package not in (None, SCOPE) and not any(t.startswith(package + '.')
-                                                for t in _types(rest)):
-        dropped = [m for m in import_list(custom_imports)
-                   if m == package or m.startswith(package + '.')]
-    notes = [f'custom_imports: {IMPORT} added'
-             + (f"; {', '.join(dropped)} dropped (it served the old backbone {btype} only)"
-                if dropped else '') + '.']
-    # mmseg before hiera_mm.mmseg: a process that has imported mmseg is a segmentation one, and
-    # importing hiera_mm there never registers the detection side (see hiera_mm/__init__.py).
-    return (imports_entry(custom_imports, IMPORT, dropped, before=('mmseg',)),
-            Change(None, notes))
-
-
-def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
-              drop_path_rate: Optional[float] = None, lr: Optional[float] = None,
-              out_file: Optional[str] = None) -> SwapPlan:
-    """Decide every change and write the new config's text; the arguments as
-    ``swap_backbone``'s."""
-    checkpoint, drop_path_rate = weights_and_drop_path(arch, checkpoint, drop_path_rate)
-    cfg = read_config(config)
-    model = read_model(cfg, config)
-    check_segmentor(model, config)
-    check_plain_vit(model, config)
-    check_dilated_resnet(model, config)
-    old_backbone = model['backbone']
-    old_stages = backbone_stages(old_backbone, config, SEG_BACKBONES, SEG_STRIDES, SCOPE)
-
-    if model.get('neck') is not None:
-        reader = neck_reader(model['neck'], config)
-        given, read = stages_read(reader, old_stages, _type(old_backbone), config)
-        reader_changes = {'neck': reader_change(model, reader, given, read, arch)}
-        reader_name = 'neck'
-    else:
-        read, reader_changes = heads_change(model, old_stages, arch, config)
-        reader_name = 'heads'
-    imports, imports_note = imports_change(cfg.get('custom_imports'), model, old_backbone)
-
-    changes = {  # in the order of the decisions
-        'backbone': backbone_change(arch, read, checkpoint, drop_path_rate, old_backbone,
-                                    old_stages, reader_name, SCOPE,
-                                    'read' if reader_name == 'heads' else 'reads'),
-        'pretrained': pretrained_change(model),
-        **reader_changes,
-        'data_preprocessor': preprocessor_change(model.get('data_preprocessor')),
-        'optim_wrapper': optim_wrapper_change(read_optim_wrapper(cfg),
-                                              cfg.get('auto_scale_lr') or {}, lr, arch, read),
-        'custom_imports': imports_note,
-        'custom_hooks': hooks_change(cfg.get('custom_hooks')),
-        'default_hooks': checkpoint_hook_change(cfg.get('default_hooks')),
-        'load_from': load_from_change(cfg.get('load_from'), 'segmentor'),
-    }
-    return finish_plan(changes, ('data_preprocessor', 'pretrained', 'backbone', *reader_changes),
-                       config=config, arch=arch, out_file=out_file, imports=imports,
-                       checkpoint=checkpoint)
-
-
-def swap_backbone(config: str, arch: str, checkpoint: Optional[str] = None,
-                  drop_path_rate: Optional[float] = None, lr: Optional[float] = None,
-                  out_file: Optional[str] = None) -> str:
-    """Text of a config that inherits ``config`` and puts a Hiera backbone of ``arch`` in it.
-
-    Args:
-        config: path of an MMSegmentation config or ``'mmseg::<folder>/<name>.py'``.
-        arch: Hiera arch ('tiny', 'small', 'base', 'base_plus', 'large', 'huge', 'sam2_*',
-            'abswin_*').
-        checkpoint: backbone weights; default the arch's ``hf://facebook/hiera-*-224-hf``
-            (required for SAM2 trunks and abswin models).
-        drop_path_rate: stochastic depth; default per size (see ``DEFAULT_DROP_PATH``).
-        lr: learning rate; default by ``LR_RULE``.
-        out_file: where the text will be written; a relative ``config`` path is then written as
-            ``_base_`` relative to that file's folder.
-
-    Raises:
-        ValueError: the config cannot be adapted automatically (the message says why and what
-            to swap instead).
-    """
-    return plan_swap(config, arch, checkpoint, drop_path_rate, lr, out_file).text
-
-
-__all__ = ['swap_backbone', 'plan_swap', 'SwapPlan', 'IMPORT']

@@ -1,16 +1,20 @@
-"""Speed and memory of the Hiera backbone against other implementations and backbones.
+"""Speed and memory of the Hiera backbone against other implementations, backbones and whole
+detectors: the harness behind ``tools/analysis_tools/benchmark_backbone.py``.
 
-The command line is ``tools/analysis_tools/benchmark_backbone.py``; this package holds what it
-runs and needs only torch: mmdet is imported only where installed, to build the swin-t and r50
-contenders (timm's otherwise) and for ``--mm-backbone``. The Mask R-CNN training step, which
-needs the mm stack, is ``hiera_mm.mmdet.benchmark``.
+The harness needs only torch and knows no framework:
 
 * ``environment``: what is installed, the machine, the process's peak memory;
-* ``contenders``: the models compared and how each is called;
+* ``contenders``: the registry of models compared (the hiera_mm trunk, the trunk under
+  onnxruntime, transformers' Hiera, timm's Swin-T / ResNet-50) and how each is called;
 * ``timing``: one timed call (``Timer``) and the alternating rounds;
 * ``memory``: peak memory of one call in a fresh process;
 * ``compile_check``: ``torch.compile`` of the Hiera trunk against eager;
 * ``report``: the markdown tables and the JSON.
+
+Framework plug-ins register their own rows and extras when loaded
+(``contenders.load_plugins``): ``openmmlab`` (mmdet's Swin-T and ResNet-50, ``HieraBackbone``,
+the Mask R-CNN training step) and ``detectron2`` (the whole Detectron2 Mask R-CNN, eager and under
+onnxruntime).
 
 Method. All contenders are built first; then every round times each contender once, in an order
 rotated by one per round, so that drift of a shared machine hits all of them alike. Warm-up
@@ -24,5 +28,5 @@ Memory comes from one call per fresh process (``memory``, whose docstring says w
 measured), timings from the alternating in-process rounds.
 
 The functions take the tool's parsed arguments (an ``argparse.Namespace``: ``arch``, ``size``,
-``batch``, ``dtype``, ``device``, ``threads``, ``runs``, ``warmup``, ``mm_backbone``, ...).
+``batch``, ``dtype``, ``device``, ``threads``, ``runs``, ``warmup``, ``mode``, ...).
 """

@@ -1,19 +1,22 @@
 """The detector-specific changes: each a small function giving the change and its reason;
 ``plan_swap`` reads the base config and composes them with the changes every framework's
-config gets (``hiera_mm.openmmlab.swap``) into the new config."""
+config gets (``hiera_mm_tools.swap``) into the new config."""
 from __future__ import annotations
 
 import math
 from typing import Optional
 
-from ...openmmlab.swap.analyse import (backbone_stages, read_config, read_model,
-                                       read_optim_wrapper, short_type, stages_read)
-from ...openmmlab.swap.changes import (SwapPlan, backbone_change, checkpoint_hook_change,
-                                       finish_plan, hooks_change, imports_entry,
-                                       load_from_change, normalisation_change, reader_change)
-from ...openmmlab.swap.hiera_backbone import HIERA_SIZE_DIVISOR, weights_and_drop_path
-from ...openmmlab.swap.optimizer import optim_wrapper_change
-from ...openmmlab.swap.render import Change
+from hiera_mm.archs import SIZE_DIVISOR
+
+from ...frameworks import read_config
+from ..analyse import read_model, read_optim_wrapper, stages_read
+from ..changes import (SwapPlan, backbone_change, checkpoint_hook_change, finish_plan,
+                       hooks_change, imports_entry, load_from_change, normalisation_change,
+                       reader_change)
+from ..hiera_backbone import weights_and_drop_path
+from ..optimizer import optim_wrapper_change
+from ..probe import probe_backbone
+from ..render import Change
 from .necks import find_consumer
 
 IMPORT = 'hiera_mm.mmdet'  # registers HieraBackbone and the hooks into mmdet
@@ -32,13 +35,13 @@ def preprocessor_change(pre: Optional[dict]) -> Change:
     update.update(normalisation.update)
     notes, comments = list(normalisation.notes), list(normalisation.comments)
     pad = int(pre.get('pad_size_divisor', 1) or 1)
-    if pad % HIERA_SIZE_DIVISOR:
-        new_pad = update['pad_size_divisor'] = math.lcm(pad, HIERA_SIZE_DIVISOR)
+    if pad % SIZE_DIVISOR:
+        new_pad = update['pad_size_divisor'] = math.lcm(pad, SIZE_DIVISOR)
         notes.append(f'data_preprocessor: pad_size_divisor {pad} -> {new_pad} (Hiera pads inputs '
-                     f'to multiples of {HIERA_SIZE_DIVISOR} anyway; padding the batch makes that '
+                     f'to multiples of {SIZE_DIVISOR} anyway; padding the batch makes that '
                      'a no-op and keeps padding masks aligned with the features).')
         comments.append(f'pad_size_divisor {pad} -> {new_pad}: Hiera pads to '
-                        f'{HIERA_SIZE_DIVISOR}-pixel mask units anyway.')
+                        f'{SIZE_DIVISOR}-pixel mask units anyway.')
     return Change(update or None, notes, comments)
 
 
@@ -51,13 +54,12 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
     cfg = read_config(config)
     model = read_model(cfg, config)
     reader = find_consumer(model, config)
-    old_stages = backbone_stages(model['backbone'], config)
-    old_type = short_type(model['backbone'].get('type'))
-    given, read = stages_read(reader, old_stages, old_type, config)
+    outputs = probe_backbone(model['backbone'], config, 'mmdet', cfg.get('custom_imports'))
+    given, read = stages_read(reader, outputs, config)
 
     changes = {  # in the order of the decisions
-        'backbone': backbone_change(arch, read, checkpoint, drop_path_rate, model['backbone'],
-                                    old_stages, reader.where),
+        'backbone': backbone_change(arch, read, checkpoint, drop_path_rate, outputs,
+                                    reader.where),
         reader.where: reader_change(model, reader, given, read, arch),
         'data_preprocessor': preprocessor_change(model.get('data_preprocessor')),
         'optim_wrapper': optim_wrapper_change(read_optim_wrapper(cfg),
@@ -69,7 +71,7 @@ def plan_swap(config: str, arch: str, checkpoint: Optional[str] = None,
     return finish_plan(changes, ('data_preprocessor', 'backbone', reader.where), config=config,
                        arch=arch, out_file=out_file,
                        imports=imports_entry(cfg.get('custom_imports'), IMPORT),
-                       checkpoint=checkpoint)
+                       checkpoint=checkpoint, remarks=[outputs.remark] * bool(outputs.remark))
 
 
 def swap_backbone(config: str, arch: str, checkpoint: Optional[str] = None,
@@ -83,7 +85,7 @@ def swap_backbone(config: str, arch: str, checkpoint: Optional[str] = None,
             'abswin_*').
         checkpoint: backbone weights; default the arch's ``hf://facebook/hiera-*-224-hf``
             (required for SAM2 trunks and abswin models).
-        drop_path_rate: stochastic depth; default per size (see ``DEFAULT_DROP_PATH``).
+        drop_path_rate: stochastic depth; default per size (``hiera_mm.archs.DEFAULT_DROP_PATH``).
         lr: learning rate; default by ``LR_RULE``.
         out_file: where the text will be written; a relative ``config`` path is then written as
             ``_base_`` relative to that file's folder.

@@ -4,6 +4,7 @@ import math
 import os
 import os.path as osp
 
+from .contenders import EXTRAS
 from .timing import ratio_references
 
 
@@ -66,14 +67,6 @@ def memory_table(mem: dict, device: str) -> str:
     return text + table(head, cells) + '\n'
 
 
-def train_step_table(ts: dict) -> str:
-    cells = [[name, fmt(r['params_M']), fmt(r['median_ms']), fmt(r['min_ms']),
-              fmt(r['ratio_vs_swin-t'], 2), r['loss_finite']] for name, r in ts['results'].items()]
-    head = ['model', 'params (M)', 'median ms', 'min ms', 't / swin-t', 'loss finite']
-    return (f"### One Mask R-CNN training step ({ts['data']}; {ts['optimizer']})\n\n"
-            + table(head, cells) + '\n')
-
-
 def compile_table(comp: dict, size) -> str:
     cells = [[f"{s['size'][0]}x{s['size'][1]}", s['graphs_compiled'], fmt(s['first_call_s']),
               f"{s['max_abs_diff']:.2e}"] for s in comp['sizes']]
@@ -113,8 +106,9 @@ def print_tables(results: dict):
     sections = timing_tables(results)
     if results.get('memory'):
         sections.append(memory_table(results['memory'], cfg['device']))
-    if results.get('train_step'):
-        sections.append(train_step_table(results['train_step']))
+    for key, extra in EXTRAS.items():
+        if results.get(key):
+            sections.append(extra.table(results[key], cfg))
     if results.get('compile'):
         sections.append(compile_table(results['compile'], cfg['size']))
     if results.get('with_cp_memory'):

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import onnx as hiera_onnx
-from ..models.onnx import MIN_OPSET
+from hiera_mm.models import onnx as hiera_onnx
+from hiera_mm.models.onnx import MIN_OPSET
 
 DEFAULT_OPSET = 17
 INPUT_NAME = 'input'

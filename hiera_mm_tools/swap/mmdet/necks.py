@@ -2,13 +2,14 @@
 neck tables."""
 from __future__ import annotations
 
-from ...openmmlab.swap.analyse import Consumer, short_type
+from ..analyse import Consumer, short_type
 
 # Necks taking a list of in_channels, one per backbone output they are given, that read levels
 # start_level..end_level of them (default start_level) ...
 LEVEL_NECKS = {'FPN': 0, 'PAFPN': 0, 'FPN_CARAFE': 0, 'FPN_DropBlock': 0, 'NASFPN': 0}
-# ... or all of them ...
-ALL_LEVEL_NECKS = {'ChannelMapper'}
+# ... or all of them (HRFPN resamples input i by 2**i: the probe keeps strides, so Hiera's
+# stages at those strides keep that ratio) ...
+ALL_LEVEL_NECKS = {'ChannelMapper', 'HRFPN'}
 # ... and necks with one int in_channels that read the last backbone output only.
 LAST_LEVEL_NECKS = {'DilatedEncoder', 'CTResNetNeck'}
 # Heads without a neck that take a list of in_channels (all backbone outputs).
@@ -20,7 +21,6 @@ NECK_REASONS = {
                     'multipliers and recipe)',
     'YOLOV3Neck': "it is built for Darknet-53's stages and widths",
     'SSDNeck': "it extends SSDVGG's feature maps with layers of its own",
-    'HRFPN': "it takes HRNet's parallel branches",
     'RFP': 'recursive feature pyramids feed features back into a DetectoRS backbone',
 }
 
@@ -58,7 +58,7 @@ def _neck_consumer(neck, config: str) -> Consumer:
 def find_consumer(model: dict, config: str) -> Consumer:
     """Who reads the backbone's features: the first neck, or a neckless head (Mask2Former /
     MaskFormer's panoptic_head); refused where the inputs cannot be mapped onto Hiera's stages
-    safely (YOLOX / CSPNeXt / SSD / HRNet / RFP necks, heads reading the backbone directly)."""
+    safely (YOLOX / CSPNeXt / SSD / RFP necks, heads reading the backbone directly)."""
     if model.get('neck') is not None:
         return _neck_consumer(model['neck'], config)
     for head in NECKLESS_HEADS:
