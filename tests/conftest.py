@@ -326,6 +326,24 @@ def _end_processes():
             tool.kill()
 
 
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """mmengine's default registry scope is process-wide (``register_all_modules()`` and
+    ``init_default_scope`` set it): a test that sets 'mmseg' must not make the next test's mmdet
+    builds look in mmseg's registry."""
+    def scopes():
+        if 'mmengine.registry' not in sys.modules:
+            return None
+        from mmengine.registry import DefaultScope
+        return DefaultScope._instance_dict
+    before = dict(scopes() or {})
+    yield
+    after = scopes()
+    if after is not None and dict(after) != before:
+        after.clear()
+        after.update(before)
+
+
 @pytest.fixture(scope='session', autouse=True)
 def _end_session_processes():
     """... and what module or session fixtures started, when the session ends."""

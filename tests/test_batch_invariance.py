@@ -34,6 +34,8 @@ def max_diff(a, b):
 
 
 def test_fixed_canvas_makes_features_independent_of_batch_mates():
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
     torch.manual_seed(0)
     backbone = MODELS.build(dict(type='HieraBackbone', arch='tiny'))
     backbone.init_weights()
