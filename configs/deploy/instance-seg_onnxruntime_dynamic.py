@@ -1,19 +1,10 @@
 # mmdeploy 1.x: an MMDetection detector with masks to onnxruntime, dynamic batch, height, width.
-# mmdeploy's configs/mmdet/instance-seg/instance-seg_onnxruntime_dynamic.py (not in its wheel) in
-# one file, at opset 17 (Hiera's attention exports from 14). Outputs: dets (N x K x 5), labels
-# (N x K), masks (N x K x 28 x 28 before pasting). Set up: tools/deployment/setup_mmdeploy_env.sh.
-custom_imports = dict(imports=['hiera_mm_tools.export.mmdeploy_rewrites'],
-                      allow_failed_imports=False)
+# mmdeploy's configs/mmdet/instance-seg/instance-seg_onnxruntime_dynamic.py (not in its wheel).
+# Outputs: dets (N x K x 5), labels (N x K), masks (N x K x 28 x 28 before pasting).
+# Set up: tools/deployment/setup_mmdeploy_env.sh.
+_base_ = ['./_base_/onnxruntime_dynamic.py']
 onnx_config = dict(
-    type='onnx',
-    export_params=True,
-    keep_initializers_as_inputs=False,
-    opset_version=17,
-    save_file='end2end.onnx',
-    input_names=['input'],
     output_names=['dets', 'labels', 'masks'],
-    input_shape=None,
-    optimize=True,
     dynamic_axes=dict(
         input={0: 'batch', 2: 'height', 3: 'width'},
         dets={0: 'batch', 1: 'num_dets'},
@@ -32,4 +23,3 @@ codebase_config = dict(
         keep_top_k=100,
         background_label_id=-1,
         export_postprocess_mask=False))
-backend_config = dict(type='onnxruntime')
