@@ -2,6 +2,7 @@
 access), tiny detectors, test references that must be installed, and subprocesses that end with
 their test."""
 import importlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -62,6 +63,20 @@ def paper_arch(size, **changes):
 
 # Test references `make test` installs (the [tests] extra): a missing one fails, never skips.
 REFERENCES = {'hiera': 'hiera-transformer==0.1.4', 'timm': 'timm>=1.0'}
+
+
+def installed(module):
+    """Whether ``module`` is an installed package: not missing and not just a namespace package
+    (this file puts tools/ on sys.path, where tools/detectron2/ is a folder of that name)."""
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.origin is not None
+
+
+# Detectron2 is not on PyPI: where it is missing, each test that needs it is skipped, naming why.
+HAVE_DETECTRON2 = installed('detectron2')
+needs_detectron2 = pytest.mark.skipif(
+    not HAVE_DETECTRON2, reason='Detectron2 is not installed (not on PyPI: `make setup` builds it '
+    'from the pinned source archive, see README "Detectron2")')
 
 
 def require(module):

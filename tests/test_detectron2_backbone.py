@@ -11,12 +11,13 @@ from functools import partial
 import pytest
 import torch
 
-from conftest import IMAGENET_MEAN, IMAGENET_STD, ROOT, randomize_, run_tool
+from conftest import (HAVE_DETECTRON2, IMAGENET_MEAN, IMAGENET_STD, ROOT, needs_detectron2,
+                      randomize_, run_tool)
 from hiera_mm.checkpoints import CheckpointError
 from hiera_mm.models import HieraStages
 from hiera_mm.models.hiera import build_hiera
 
-try:
+if HAVE_DETECTRON2:  # a broken install fails here instead of skipping
     from detectron2.config import LazyCall as L
     from detectron2.config import instantiate
     from detectron2.layers import ShapeSpec
@@ -26,13 +27,6 @@ try:
 
     from hiera_mm.detectron2 import (HieraBackbone, HieraCheckpointer, get_hiera_cfg,
                                      get_hiera_lr_decay_rate)
-    HAVE_DETECTRON2 = True
-except ImportError:
-    HAVE_DETECTRON2 = False
-# Every test but the last needs Detectron2; without it each is skipped, naming the reason.
-needs_detectron2 = pytest.mark.skipif(
-    not HAVE_DETECTRON2, reason='Detectron2 is not installed (`make setup` builds it from the '
-    'pinned source archive; see tools/setup_env.sh)')
 
 # Shrunk archs (same structure as 'tiny' / 'sam2_tiny', a fraction of the compute).
 SMALL = dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))

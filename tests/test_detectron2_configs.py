@@ -17,21 +17,16 @@ import os
 import pytest
 import torch
 
-from conftest import HIERA_PAPER, IMAGENET_MEAN, IMAGENET_STD, ROOT
+from conftest import (HAVE_DETECTRON2, HIERA_PAPER, IMAGENET_MEAN, IMAGENET_STD, ROOT,
+                      needs_detectron2)
 
-try:
+if HAVE_DETECTRON2:  # a broken install fails here instead of skipping
     from detectron2.config import LazyConfig, instantiate
     from detectron2.data import DatasetCatalog
     from detectron2.data.datasets import register_coco_instances
     from detectron2.layers.batch_norm import LayerNorm as D2LayerNorm
     from detectron2.modeling.roi_heads import CascadeROIHeads, StandardROIHeads
     from detectron2.utils.events import EventStorage
-    HAVE_DETECTRON2 = True
-except ImportError:
-    HAVE_DETECTRON2 = False
-needs_detectron2 = pytest.mark.skipif(
-    not HAVE_DETECTRON2, reason='Detectron2 is not installed (`make setup` builds it from the '
-    'pinned source archive; see tools/setup_env.sh)')
 
 CONFIG_DIR = os.path.join(ROOT, 'configs', 'detectron2')
 # Bases are not configs; yacs/ holds YAML configs of another kind.

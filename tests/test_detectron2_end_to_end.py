@@ -13,21 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, installed, needs_detectron2, run_tool
 
 
-def installed(module):
-    """Whether ``module`` is an installed package: not missing and not just a namespace package
-    (conftest puts tools/ on sys.path, where tools/detectron2/ is a folder of that name)."""
-    spec = importlib.util.find_spec(module)
-    return spec is not None and spec.origin is not None
-
-
-HAVE_DETECTRON2 = installed('detectron2')
 HAVE_ONNX = all(installed(m) for m in ('onnx', 'onnxruntime'))
-needs_detectron2 = pytest.mark.skipif(
-    not HAVE_DETECTRON2, reason='needs detectron2 (not on PyPI; install it as README "Detectron2" '
-                                'says)')
 needs_onnx = pytest.mark.skipif(
     not HAVE_ONNX, reason='needs onnx and onnxruntime (pip install onnx onnxruntime onnxscript)')
 
