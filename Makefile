@@ -27,17 +27,19 @@ demo: setup-main
 	$(PY) tools/dev/run_demo.py
 
 # The whole suite in the main stack, then the floors' subset in .venv-oldest (which holds the
-# requirements only; the checkout comes from PYTHONPATH).
+# requirements only; the checkout comes from PYTHONPATH). One pytest-xdist worker per core, whole
+# files per worker (module fixtures run once), the longest files first (tests/conftest.py).
+XDIST := -n auto --dist loadfile --no-loadscope-reorder
 test: setup
-	$(PY) -m pytest tests -ra --durations=25
-	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) -ra --durations=10
+	$(PY) -m pytest tests $(XDIST) -ra --durations=25
+	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) $(XDIST) -ra --durations=10
 
 test-main: setup-main
-	$(PY) -m pytest tests -ra --durations=25
+	$(PY) -m pytest tests $(XDIST) -ra --durations=25
 
 test-oldest: setup-oldest
-	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) -ra --durations=10
+	PYTHONPATH=$(CURDIR) $(PY_OLDEST) -m pytest $(OLDEST_TESTS) $(XDIST) -ra --durations=10
 
 # Development subset: everything but the slow end-to-end tests, main stack only.
 test-quick: setup-main
-	$(PY) -m pytest tests -ra -m "not slow"
+	$(PY) -m pytest tests $(XDIST) -ra -m "not slow"

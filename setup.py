@@ -78,6 +78,7 @@ setup(
             'transformers>=4.45.0,<5.25',  # parity reference; older ones resize position embeddings otherwise
             'pytest>=8',
             'pytest-timeout',
+            'pytest-xdist>=3.7',  # make test: --dist loadfile --no-loadscope-reorder
             'timm>=1.0',
             'hiera-transformer==0.1.4',
             'hydra-core>=1.3',

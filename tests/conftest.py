@@ -91,7 +91,12 @@ def require(module):
 
 # No test may reach a model hub; loading code must go through the real cache logic.
 os.environ['HF_HUB_OFFLINE'] = '1'
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Threads of each test process and of the tools it starts: the cores shared among the
+# pytest-xdist workers (`make test` runs two), at most two. More threads than cores make OpenMP
+# threads spin-wait for busy cores, which made steps several times slower.
+THREADS = max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))))
+os.environ['OMP_NUM_THREADS'] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 
 def hf_config(embed_dim=96, depths=(1, 2, 7, 2), num_heads=(1, 2, 4, 8), image_size=(224, 224),
@@ -366,3 +371,18 @@ def _end_session_processes():
     for tool in _STARTED:
         if tool.proc.returncode is None:
             tool.kill()
+
+
+
+# The files that take minutes, longest first (their durations under `make test`). `make test` runs
+# two xdist workers (or as many as there are cores) with ``--dist loadfile
+# --no-loadscope-reorder``: files go to the workers in this order, so the workers start on the
+# long ones and share the short ones at the end.
+LONGEST_FILES = ('test_end_to_end.py', 'test_detectron2_end_to_end.py',
+                 'test_mmseg_end_to_end.py', 'test_benchmark.py', 'test_gpu_check.py',
+                 'test_export.py', 'test_stock_tools.py', 'test_processes.py')
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
