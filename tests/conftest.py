@@ -94,7 +94,8 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 # Threads of each test process and of the tools it starts: the cores shared among the
 # pytest-xdist workers (`make test` runs two), at most two. More threads than cores make OpenMP
 # threads spin-wait for busy cores, which made steps several times slower.
-THREADS = max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))))
+WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
 os.environ['OMP_NUM_THREADS'] = str(THREADS)
 torch.set_num_threads(THREADS)
 
@@ -371,7 +372,6 @@ def _end_session_processes():
     for tool in _STARTED:
         if tool.proc.returncode is None:
             tool.kill()
-
 
 
 # The files that take minutes, longest first (their durations under `make test`). `make test` runs
