@@ -3,7 +3,6 @@ share: finding a config, registering COCO-format datasets, and the CPU / GPU dec
 Detectron2's tools leave to their configs."""
 from __future__ import annotations
 
-import logging
 import os.path as osp
 
 REGISTER_HELP = (
@@ -11,8 +10,6 @@ REGISTER_HELP = (
     'is used, in every process; repeat for each split, then point the config at the names, e.g. '
     'dataloader.train.dataset.names=NAME_train dataloader.test.dataset.names=NAME_val '
     'model.roi_heads.num_classes=K')
-
-logger = logging.getLogger('detectron2')
 
 
 def resolve_config(path: str) -> str:

@@ -199,9 +199,10 @@ def draw_tile(image, pred, class_names, palette=None, tile_size=384, score_thr=0
 
 
 def _fit_text(draw, text, font, width):
-    """``text``, shortened with an ellipsis until it is at most ``width`` pixels wide."""
+    """``text``, shortened with an ellipsis until it is at most ``width`` pixels wide; empty
+    where not even the ellipsis fits."""
     while text and draw.textlength(text, font=font) > width:
-        text = text[:-2] + '…'
+        text = text[:-2] + '…' if len(text) > 1 else ''
     return text
 
 

@@ -262,10 +262,7 @@ def check_autocast(report, args, device):
         for attention in ('exact', 'windowed'):
             if attention == 'windowed' and (family == 'sam2' or args.quick and family != 'hiera'):
                 continue  # SAM2's trunk has its own windows; --quick: one windowed family
-            arch_kw = dict(arch) if isinstance(arch, dict) else arch
-            global_blocks = (arch_kw.pop('global_blocks', None) if isinstance(arch_kw, dict)
-                             else None)
-            model = HieraStages(arch_kw, attention=attention, global_blocks=global_blocks)
+            model = HieraStages(arch, attention=attention)  # a dict keeps its global_blocks
             model = randomize_(model, seed=1).to(device).eval()
             x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
             with torch.no_grad():
@@ -303,10 +300,9 @@ def sdpa_check(device, model, x, dtype, backends):
 
 def check_sdpa(report, args, device):
     try:
-        from torch.nn.attention import SDPBackend  # noqa: F401  (torch >= 2.3)
+        from torch.nn.attention import SDPBackend  # torch >= 2.3
     except ImportError:
         return report.add('sdpa', 'sdpa_kernel', SKIP, 'torch.nn.attention needs torch >= 2.3')
-    from torch.nn.attention import SDPBackend
 
     from hiera_mm.models.hiera import build_hiera
     fused = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
@@ -317,16 +313,16 @@ def check_sdpa(report, args, device):
     where = ('CPU: torch\'s fused flash kernel' if device.type == 'cpu' else '')
     for family, arch in archs.items():
         for attention in ('exact', 'windowed') if family == 'hiera' else ('exact',):
-            kw = dict(arch) if isinstance(arch, dict) else {}
-            global_blocks = kw.pop('global_blocks', None)
-            model = build_hiera(kw or arch, attention=attention, global_blocks=global_blocks)
+            model = build_hiera(arch, attention=attention)  # a dict keeps its global_blocks
             model = model.to(device).train()
             x = torch.randn(1, 3, size, size, device=device)
             for name in dtypes + ['fp32']:
                 dtype = DTYPES.get(name, torch.float32)
                 err = sdpa_check(device, model, x, dtype, fused)
-                flash = sdpa_check(device, model, x, dtype, [SDPBackend.FLASH_ATTENTION])
-                kernel = ('flash' if flash is None else 'memory-efficient') if err is None else '-'
+                kernel = '-'
+                if err is None:  # which of the two fused kernels ran
+                    flash = sdpa_check(device, model, x, dtype, [SDPBackend.FLASH_ATTENTION])
+                    kernel = 'flash' if flash is None else 'memory-efficient'
                 report.add('sdpa', f'{family} {attention} {name} {size}^2 fwd+bwd',
                            OK if err is None else FAIL,
                            err or ('; '.join(x for x in (where, f'kernel {kernel}') if x)))
@@ -453,6 +449,7 @@ def speed_row(report, args, device, row, size, batch, mode, compiled):
         sync(device)
         first = time.perf_counter() - t0
         if device.type == 'cuda':
+            model.zero_grad(set_to_none=True)  # as every step starts: the base holds no gradients
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
         runs, warmup = (1, 0) if args.quick else (5, 1)
@@ -522,7 +519,9 @@ def run_tool(cmd, env, timeout, cwd):
         proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired as err:
-        return None, f'timed out after {timeout} s', time.perf_counter() - t0, str(err.stdout)
+        out = err.stdout or ''
+        out = out.decode(errors='replace') if isinstance(out, bytes) else out
+        return None, f'timed out after {timeout} s', time.perf_counter() - t0, out[-4000:]
     return proc.returncode, proc.stderr[-4000:], time.perf_counter() - t0, proc.stdout[-4000:]
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, randomize_
+from conftest import HAVE_DETECTRON2, ROOT, needs_detectron2, randomize_
 
 FEATURE_BOUND = {torch.bfloat16: 3e-2, torch.float16: 5e-3}
 # The detectors' and the segmentor's total loss (random init, one small image): measured up to
@@ -256,8 +256,8 @@ def d2_batch():
     return batch
 
 
+@needs_detectron2
 def test_detectron2_mask_rcnn_hiera_t_under_autocast():
-    pytest.importorskip('detectron2')
     from detectron2.config import LazyConfig, instantiate
     from detectron2.utils.events import EventStorage
     cfg = LazyConfig.load(os.path.join(ROOT, 'configs', 'detectron2', 'toy',
@@ -369,7 +369,8 @@ def test_train_py_refuses_amp_without_gpu(argv, tmp_path):
 # Detectron2: tools/detectron2/train_net.py
 @pytest.fixture(scope='module')
 def train_net():
-    pytest.importorskip('detectron2')
+    if not HAVE_DETECTRON2:
+        pytest.skip(needs_detectron2.kwargs['reason'])
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         'hiera_mm_test_train_net', os.path.join(ROOT, 'tools', 'detectron2', 'train_net.py'))

@@ -131,7 +131,6 @@ def env_for(folder):
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join([str(folder), ROOT] + (
         [env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    env.setdefault('OMP_NUM_THREADS', '2')
     return env
 
 

@@ -91,7 +91,6 @@ test_cfg = dict(type='TestLoop')
 def run_tool(args, cwd):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(cwd), ROOT] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else [])))
-    env.setdefault('OMP_NUM_THREADS', '2')
     res = run_in_group([sys.executable, *args], cwd=cwd, env=env, stderr=subprocess.STDOUT,
                        timeout=600)
     assert res.returncode == 0, res.stdout[-4000:]

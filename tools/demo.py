@@ -21,10 +21,7 @@ import json
 import os
 import os.path as osp
 
-from hiera_mm_tools.demo import build_inferencer
-from hiera_mm_tools.runner import import_integration
-
-import_integration('mmdet')  # registers hiera_mm's modules, whatever the config's custom_imports say
+from hiera_mm_tools.demo import build_inferencer  # it registers hiera_mm's modules into mmdet
 
 
 def run_demo(image, config, weights=None, out_dir='outputs/demo', score_thr=0.3, device=None,

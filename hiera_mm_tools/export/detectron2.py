@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -42,7 +43,6 @@ def check_model_opset(model, fmt: str, opset: int) -> None:
             f'ONNX has from opset {MIN_OPSET_ALIGNED_ROI} (coordinate_transformation_mode '
             f'half_pixel); at opset {opset} the boxes and masks come out wrong. Use --opset '
             f'{DEFAULT_OPSET} (the default)')
-
 
 
 # ----------------------------------------------------------------------------------------------
