@@ -239,7 +239,23 @@ def images(folder, shapes, seed):
         Image.fromarray(img).save(paths[-1])
     return paths
 
+def match(got, ref, max_px=1.0):
+    """Pairs each PyTorch detection with the unused onnxruntime one of its label whose box is
+    nearest (at most max_px away in any coordinate); returns the pair count and the largest box
+    and score differences over the pairs."""
+    free, pairs = set(range(len(got))), []
+    for i in range(len(ref)):
+        dist = {j: float((got.bboxes[j] - ref.bboxes[i]).abs().max()) for j in free
+                if got.labels[j] == ref.labels[i]}
+        j = min(dist, key=dist.get, default=None)
+        if j is not None and dist[j] <= max_px:
+            free.discard(j)
+            pairs.append((dist[j], float((got.scores[j] - ref.scores[i]).abs())))
+    return dict(matched=len(pairs), box=max((p[0] for p in pairs), default=0.0),
+                score=max((p[1] for p in pairs), default=0.0))
+
 folder, deploy_dir = sys.argv[1:3]
+torch.manual_seed(0)  # the random toy weights: reproducible runs
 out = {}
 for name, model_cfg, deploy_cfg, shapes in [
         ('seg', f'{folder}/seg.py', f'{deploy_dir}/segmentation_onnxruntime_dynamic.py',
@@ -267,11 +283,8 @@ for name, model_cfg, deploy_cfg, shapes in [
             results.append(dict(shape=list(a.shape), equal=float((a == b).float().mean())))
         else:
             a, b = got.pred_instances, ref.pred_instances
-            n = min(len(a), len(b))
-            results.append(dict(
-                dets=[len(a), len(b)], masks=list(a.masks.shape),
-                box=float((a.bboxes[:n] - b.bboxes[:n]).abs().max()) if n else 0.0,
-                score=float((a.scores[:n] - b.scores[:n]).abs().max()) if n else 0.0))
+            results.append(dict(dets=[len(a), len(b)], masks=list(a.masks.shape),
+                                **match(a, b)))
     out[name] = results
 print('RESULT ' + json.dumps(out))
 '''
@@ -281,10 +294,10 @@ print('RESULT ' + json.dumps(out))
 def test_mmdeploy_exports_hiera_mask_rcnn_and_upernet_with_dynamic_shapes(tmp_path):
     """mmdeploy's torch2onnx with configs/deploy/*, then mmdeploy's onnxruntime backend model
     against PyTorch: the toy UperNet (label maps equal at every size, thanks to hiera_mm's
-    adaptive-pooling rewrite) and the toy Mask R-CNN (the same detections where the resized
-    image needs no padding; where mmdet pads it, a few of mmdeploy's detections differ from
-    mmdet's, with a ResNet-18 as much as with Hiera (measured), so only their number is
-    compared there)."""
+    adaptive-pooling rewrite) and the toy Mask R-CNN (detections paired by label and box have
+    the same scores; where the resized image needs no padding nearly all of them pair up, while
+    where mmdet pads it, mmdeploy's own post-processing makes more of them differ, with a
+    ResNet-18 as much as with Hiera (measured))."""
     if not osp.isfile(MMDEPLOY_PYTHON):
         pytest.skip('no .venv-mmdeploy: bash tools/deployment/setup_mmdeploy_env.sh builds it')
     for name, base, options in (('seg', SEG_TOY, SEG_TINY), ('det', DET_TOY, DET_TINY)):
@@ -301,9 +314,13 @@ def test_mmdeploy_exports_hiera_mask_rcnn_and_upernet_with_dynamic_shapes(tmp_pa
     assert [r['shape'] for r in out['seg']] == [[1, 96, 128], [1, 75, 130], [1, 161, 97]]
     assert all(r['equal'] >= 0.999 for r in out['seg']), out['seg']
     for r in out['det']:
-        assert r['dets'][0] == r['dets'][1] > 0, r
-    for r in out['det'][:2]:  # no padding: the same detections
-        # The same scores (1e-4), but boxes up to 0.6 px apart in some runs (measured 0 to 0.60 px
-        # on the 256-px images): this random model's large box deltas go through mmdeploy's own
-        # decoding and clipping; the backbone and neck agree to 1.5e-5 (test above).
-        assert r['box'] <= 1.0 and r['score'] <= 1e-4, r
+        # Paired detections agree (measured: boxes up to 0.66 px apart, scores up to 3e-7); the
+        # random model's large box deltas go through mmdeploy's own decoding and clipping.
+        assert r['dets'][0] == r['dets'][1] > 0 and r['box'] <= 1.0 and r['score'] <= 1e-5, r
+    for r in out['det'][:2]:
+        # No padding: almost all detections pair up. mmdeploy's RPN rewrite runs one NMS over
+        # all pyramid levels where mmdet's runs one per level, so now and then a proposal differs
+        # and with it a final detection (28 random models: 20/20 paired in 53 of 56 images, 19,
+        # 19 and 17 in the others). Where mmdet pads the image, mmdeploy also clips proposals to
+        # the padded size (4 to 20 of 20 paired), so no pair count is asked there.
+        assert r['matched'] >= 15, r
