@@ -468,7 +468,7 @@ def speed_row(report, args, device, row, size, batch, mode, compiled):
     except Exception as err:  # noqa: BLE001 - a contender that fails is a row, not the end
         report.add('speed', label, ERROR, f'{type(err).__name__}: {str(err).splitlines()[0][:200]}')
     finally:
-        del model
+        model = fn_model = None  # the memory goes back before the next row
         if device.type == 'cuda':
             torch.cuda.empty_cache()
 

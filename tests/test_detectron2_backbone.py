@@ -451,6 +451,11 @@ def test_yacs_config_builds_and_trains():
     plain.MODEL.HIERA.OUT_FEATURES = ['res5']
     with pytest.raises(ValueError, match="'res5' is not a Hiera feature name"):
         BACKBONE_REGISTRY.get('build_hiera_backbone')(plain, ShapeSpec(channels=3))
+    plain.MODEL.HIERA.OUT_FEATURES = ['stage4']
+    plain.MODEL.HIERA.ARCH = 'base-plus'  # the hub id's spelling, not the arch name
+    with pytest.raises(ValueError, match=r"MODEL.HIERA.ARCH 'base-plus' is not a Hiera arch.*"
+                                         r"'base_plus'"):
+        BACKBONE_REGISTRY.get('build_hiera_backbone')(plain, ShapeSpec(channels=3))
     from detectron2.config import get_cfg
     with pytest.raises(KeyError, match='add_hiera_config'):
         BACKBONE_REGISTRY.get('build_hiera_backbone')(get_cfg(), ShapeSpec(channels=3))

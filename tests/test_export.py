@@ -64,15 +64,14 @@ def onnx_runner(path):
 def test_torchscript_onnx_export_runs_at_every_size(family, attention, tmp_path):
     pytest.importorskip('onnx', reason='the [deploy] extra is not installed')
     model = trunk(family, attention)
-    hiera_onnx.register()
     path = tmp_path / 'trunk.onnx'
     axes = {'images': {0: 'batch', 2: 'height', 3: 'width'}}
     axes.update({n: {0: 'batch', 2: f'{n}_h', 3: f'{n}_w'} for n in STAGE_NAMES})
     with warnings.catch_warnings():
         # Any size decision frozen into the graph would show up here as a TracerWarning.
         warnings.simplefilter('error', torch.jit.TracerWarning)
-        torch.onnx.export(model, (torch.randn(1, 3, *RECORD_SIZE),), str(path), dynamo=False,
-                          opset_version=hiera_onnx.min_opset(model), input_names=['images'],
+        hiera_onnx.export(model, (torch.randn(1, 3, *RECORD_SIZE),), str(path),
+                          hiera_onnx.min_opset(model), input_names=['images'],
                           output_names=STAGE_NAMES, dynamic_axes=axes)
     assert_matches_eager(model, onnx_runner(path), TOLERANCE)
 
@@ -81,6 +80,11 @@ def test_min_opset_names_antialias():
     assert hiera_onnx.min_opset(trunk('hiera', 'exact')) == 14  # scaled_dot_product_attention
     assert hiera_onnx.min_opset(trunk('sam2', 'exact')) == 14
     assert hiera_onnx.min_opset(trunk('abswin', 'exact')) == 18  # Resize(antialias=1)
+    with pytest.raises(ValueError, match='scaled_dot_product_attention'):
+        hiera_onnx.check_opset(trunk('hiera', 'exact'), 13)
+    with pytest.raises(ValueError, match='antialiasing, which ONNX has from opset 18'):
+        hiera_onnx.check_opset(trunk('abswin', 'exact'), 17)
+    hiera_onnx.check_opset(trunk('abswin', 'exact'), 18)
 
 
 class AllFamilies(nn.Module):

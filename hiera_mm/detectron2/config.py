@@ -30,7 +30,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 
-from ..archs import check_arch
+from ..archs import ARCH_SETTINGS
 from .backbone import HieraBackbone
 
 __all__ = ['add_hiera_config', 'get_hiera_cfg', 'HieraCfgNode', 'build_hiera_backbone',
@@ -77,9 +77,13 @@ def get_hiera_cfg() -> HieraCfgNode:
 
 def _arch(cfg: CfgNode):
     h = cfg.MODEL.HIERA
+    if h.ARCH not in ARCH_SETTINGS:  # the core's message would name no yacs key
+        raise ValueError(f'MODEL.HIERA.ARCH {h.ARCH!r} is not a Hiera arch; choose one of '
+                         f'{sorted(ARCH_SETTINGS)} (MODEL.HIERA.EMBED_DIM, DEPTHS and NUM_HEADS '
+                         'then override its settings)')
     if not (h.EMBED_DIM or h.DEPTHS or h.NUM_HEADS):
         return h.ARCH
-    arch = dict(check_arch(h.ARCH))  # MODEL.HIERA.ARCH
+    arch = dict(ARCH_SETTINGS[h.ARCH])
     if h.EMBED_DIM:
         arch['embed_dim'] = int(h.EMBED_DIM)
     if h.DEPTHS:

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 MIN_OPSET = 14
@@ -18,6 +20,28 @@ def min_opset(model: torch.nn.Module) -> int:
     """The lowest ONNX opset that exports ``model``'s Hiera trunks correctly."""
     antialias = any(getattr(m, 'pos_embed_antialias', False) for m in model.modules())
     return MIN_OPSET_ANTIALIAS if antialias else MIN_OPSET
+
+
+def check_opset(model: torch.nn.Module, opset: int) -> None:
+    """Raise ValueError, with the reason, where ``opset`` cannot export ``model``'s trunks."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset}: Hiera's attention (scaled_dot_product_attention) needs "
+                         f'opset {MIN_OPSET} or later')
+    if opset < min_opset(model):
+        raise ValueError(f'opset {opset}: the abswin position embedding resizes with antialiasing, '
+                         f'which ONNX has from opset {MIN_OPSET_ANTIALIAS}')
+
+
+def export(model: torch.nn.Module, args: tuple, path: str, opset: int, **kwargs) -> None:
+    """``torch.onnx.export`` through the TorchScript-based exporter, after ``check_opset`` and
+    ``register``; ``kwargs`` go to ``torch.onnx.export`` (names, dynamic axes, ...)."""
+    check_opset(model, opset)
+    register()
+    # torch >= 2.5 has both exporters behind one function (the dynamo one is the default from
+    # 2.9 on); older ones have only the TorchScript-based one and no `dynamo` argument.
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+        kwargs['dynamo'] = False
+    torch.onnx.export(model, args, path, opset_version=opset, **kwargs)
 
 
 def _bicubic_antialias(g, x, output_size, align_corners, scale_factors):
@@ -47,4 +71,5 @@ def register() -> None:
                                            MIN_OPSET_ANTIALIAS)
 
 
-__all__ = ['MIN_OPSET', 'MIN_OPSET_ANTIALIAS', 'min_opset', 'register']
+__all__ = ['MIN_OPSET', 'MIN_OPSET_ANTIALIAS', 'check_opset', 'export', 'min_opset',
+           'register']

@@ -250,32 +250,23 @@ def build_onnxruntime(name, args, with_cp=False):
     import torch
 
     from hiera_mm.models import onnx as hiera_onnx
+
+    from ..export.runtime import onnxruntime_session
     attention, global_blocks = HIERA_CONTENDERS[ONNX_CONTENDERS[name]]
     model = build_hiera_trunk(args.arch, attention, global_blocks).eval()
     divisor = model.size_divisor
     example = pad_to(torch.zeros(args.batch, 3, *args.size), divisor)
-    hiera_onnx.register()
+    opset = max(17, hiera_onnx.min_opset(model))
     with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         path = osp.join(folder, 'trunk.onnx')  # a file: large archs exceed protobuf's 2 GB
-        torch.onnx.export(model, (example,), path, dynamo=False, input_names=['images'],
-                          opset_version=max(17, hiera_onnx.min_opset(model)),
+        hiera_onnx.export(model, (example,), path, opset, input_names=['images'],
                           dynamic_axes={'images': {0: 'batch', 2: 'height', 3: 'width'}})
         session = onnxruntime_session(path)
 
     def run(x):
         return [torch.from_numpy(o) for o in session.run(None, {'images': pad_to(x, divisor).numpy()})]
     return Contender(name, model, run, f'onnxruntime {ort.__version__} CPU, Hiera(arch={args.arch!r}, '
-                                       f'attention={attention!r}) exported at opset 17, dynamic size')
-
-
-def onnxruntime_session(path):
-    """A CPU session with as many threads as torch's rows use."""
-    import onnxruntime as ort
-    import torch
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+                                       f'attention={attention!r}) exported at opset {opset}, dynamic size')
 
 
 def onnxruntime_why_not(args):

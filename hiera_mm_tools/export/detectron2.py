@@ -22,6 +22,8 @@ from detectron2.structures import Instances, ROIMasks
 
 from hiera_mm.models import onnx as hiera_onnx
 
+from .runtime import onnxruntime_session
+
 logger = logging.getLogger('detectron2')
 
 FORMATS = {'onnx': 'model.onnx', 'torchscript': 'model.ts'}
@@ -30,13 +32,20 @@ MIN_OPSET_ALIGNED_ROI = 16  # RoiAlign with coordinate_transformation_mode='half
 
 
 def check_model_opset(model, fmt: str, opset: int) -> None:
-    """Refuse an ONNX opset that would export this model wrongly: ONNX's RoiAlign has the
+    """Refuse an ONNX opset that would export this model wrongly: the Hiera trunk's own minimum
+    (``hiera_mm.models.onnx.check_opset``), and RoIAlign: ONNX's RoiAlign has the
     half-pixel alignment of Detectron2's ``ROIAlignV2`` (``aligned=True``, the R-CNN default)
     only from opset 16; torchvision exports it at opsets 11-15 with a warning and boxes that
     differ (measured on the toy model at opset 14: up to 42 px, mask IoU down to 0)."""
     from detectron2.layers import ROIAlign
 
-    if fmt == 'onnx' and opset < MIN_OPSET_ALIGNED_ROI and any(
+    if fmt != 'onnx':
+        return
+    try:
+        hiera_onnx.check_opset(model, opset)  # the trunk's own needs (abswin: 18)
+    except ValueError as err:
+        raise ValueError(f'--{err}. Use --opset {max(DEFAULT_OPSET, hiera_onnx.min_opset(model))}')
+    if opset < MIN_OPSET_ALIGNED_ROI and any(
             isinstance(m, ROIAlign) and m.aligned for m in model.modules()):
         raise ValueError(
             f'--opset {opset}: the model pools with ROIAlignV2 (RoIAlign, aligned=True), which '
@@ -80,15 +89,10 @@ def output_names(adapter: TracingAdapter, num_outputs: int) -> list[str]:
 
 
 def export_onnx(adapter, image, path: str, opset: int, names) -> None:
-    if opset < hiera_onnx.min_opset(adapter):
-        raise SystemExit(f'--opset {opset}: the abswin position embedding resizes with '
-                         f'antialiasing, which ONNX has from opset {hiera_onnx.MIN_OPSET_ANTIALIAS}')
-    hiera_onnx.register()
     axes = {'image': {1: 'height', 2: 'width'}}
     axes.update({n: {0: 'detections'} for n in names if n != 'image_size'})
-    torch.onnx.export(adapter, (image,), path, opset_version=opset, input_names=['image'],
-                      output_names=list(names), dynamic_axes=axes, do_constant_folding=True,
-                      dynamo=False)
+    hiera_onnx.export(adapter, (image,), path, opset, input_names=['image'],
+                      output_names=list(names), dynamic_axes=axes, do_constant_folding=True)
 
 
 def export_torchscript(adapter, image, path: str) -> None:
@@ -111,13 +115,7 @@ class ExportedModel:
         self.path, self.format, self.outputs_schema = path, fmt, outputs_schema
         self.device = device
         if fmt == 'onnx':
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            options.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(path, options,
-                                                providers=['CPUExecutionProvider'])
+            self.session = onnxruntime_session(path)
             self.input_name = self.session.get_inputs()[0].name
         else:
             self.module = torch.jit.load(path, map_location=device)

@@ -22,7 +22,7 @@ build their data samples. onnxruntime is needed only to check and evaluate.
 from __future__ import annotations
 
 import copy
-import inspect
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiera_mm.models import onnx as hiera_onnx
-from hiera_mm.models.onnx import MIN_OPSET
+
+from .runtime import onnxruntime_session
 
 DEFAULT_OPSET = 17
 INPUT_NAME = 'input'
@@ -286,32 +287,18 @@ def build_graph(model: nn.Module, framework: str, seg_outputs: Sequence[str] = S
     raise ValueError(f"framework must be 'mmseg' or 'mmdet', got {framework!r}")
 
 
-def _export_kwargs() -> dict:
-    # torch >= 2.5 has both exporters behind one function (the dynamo one is the default from
-    # 2.9 on); older ones only the TorchScript-based one and no `dynamo` argument.
-    return {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {}
-
-
 def export_onnx(graph: ExportedGraph, example: torch.Tensor, path: str,
                 opset: int = DEFAULT_OPSET) -> dict:
     """Export with torch.onnx's TorchScript-based exporter (``dynamo=False``); returns what the
     export took: seconds, file bytes and the distinct tracer warnings (Python values the trace
     fixed at the example's size; none come from the Hiera trunk)."""
-    if opset < MIN_OPSET:
-        raise ValueError(f'opset {opset}: Hiera\'s attention (scaled_dot_product_attention) '
-                         f'needs opset >= {MIN_OPSET}')
-    if opset < hiera_onnx.min_opset(graph.module):
-        raise ValueError(f'opset {opset}: the abswin position embedding resizes with antialiasing, '
-                         f'which ONNX has from opset {hiera_onnx.MIN_OPSET_ANTIALIAS}')
-    hiera_onnx.register()
-    import os
+    hiera_onnx.check_opset(graph.module, opset)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter('always', torch.jit.TracerWarning)
-        torch.onnx.export(graph.module, (example, ), path, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=graph.output_names,
-                          dynamic_axes=graph.dynamic_axes, do_constant_folding=True,
-                          **_export_kwargs())
+        hiera_onnx.export(graph.module, (example, ), path, opset, input_names=[INPUT_NAME],
+                          output_names=graph.output_names, dynamic_axes=graph.dynamic_axes,
+                          do_constant_folding=True)
     seconds = time.perf_counter() - start
     tracer = sorted({f'{w.filename}:{w.lineno}: {str(w.message).splitlines()[0][:120]}'
                      for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
@@ -320,18 +307,6 @@ def export_onnx(graph: ExportedGraph, example: torch.Tensor, path: str,
 
 # ------------------------------------------------------------------------------------------------
 # running and checking the exported graph
-def onnxruntime_session(path: str, threads: Optional[int] = None):
-    """A CPU onnxruntime session for ``path`` (``threads``: intra-op threads, default torch's)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError('checking the export needs onnxruntime: pip install onnxruntime '
-                          '(or skip the check with --no-verify)') from err
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-
-
 def run_session(session, images: torch.Tensor) -> dict:
     """Outputs of the exported graph for a batch of images (N x 3 x H x W, 0-255), by name."""
     names = [o.name for o in session.get_outputs()]
