@@ -192,6 +192,22 @@ def test_tool_exports_checks_and_prints_the_numbers(tmp_path, capsys):
     assert 'equal labels' in checks[1] and 'max abs error logits' in checks[1]
 
 
+def test_tool_exports_an_abswin_trunk_at_the_opset_it_needs(tmp_path, capsys):
+    """timm's abswin position embedding resizes with antialiasing (ONNX Resize, opset 18): the
+    default opset follows the trunk, and an explicit older one is refused with the fix."""
+    tool = load_tool()
+    abswin = dict(TINY_ARCH, pos_embed='abs_win', pos_embed_size=(8, 8), pos_embed_antialias=True)
+    config = write_tiny_config(tmp_path, SEG_TOY, dict(SEG_TINY, **{'model.backbone.arch': abswin}))
+    argv = [config, '--shape', '64', '96', '--no-verify', '--output', str(tmp_path / 'a.onnx')]
+    with pytest.raises(SystemExit, match='--opset 17: the abswin position embedding resizes with '
+                                         'antialiasing.*use --opset 18 or later'):
+        tool.main(argv + ['--opset', '17'])
+    assert not (tmp_path / 'a.onnx').exists()
+    assert tool.main(argv) == 0
+    assert 'opset 18 ->' in capsys.readouterr().out
+    assert onnx.load(str(tmp_path / 'a.onnx')).opset_import[0].version == 18
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--opset', '11'], 'opset 14'),
     (['--shape', '0', '64'], 'must be positive'),

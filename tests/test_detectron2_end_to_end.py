@@ -376,9 +376,11 @@ def test_export_refusals_in_the_api(export_tool, tmp_path):
     abswin = HieraStages(arch=dict(embed_dim=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
                                    pos_embed='abs_win', pos_embed_size=(8, 8),
                                    pos_embed_antialias=True))
-    with pytest.raises(ValueError, match=r'--opset 17: the abswin .* from opset 18\. Use --opset 18'):
-        export_tool.check_model_opset(abswin, 'onnx', 17)
-    export_tool.check_model_opset(abswin, 'torchscript', 17)
+    with pytest.raises(ValueError, match=r'--opset 17: the abswin .* 18\. Use --opset 18'):
+        export_tool.choose_model_opset(abswin, 17)
+    assert export_tool.choose_model_opset(abswin) == 18  # the default follows the trunk
+    plain = HieraStages(arch=dict(embed_dim=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8)))
+    assert export_tool.choose_model_opset(plain) == 17
     # no --sample-image and a test dataset that is not registered: the fix is in the message
     setup = export_tool.Setup(model=None, weights='', augmentations=[],
                               test_dataset='__not_registered__', build_test_loader=None,

@@ -5,15 +5,20 @@
   resized with antialiased bicubic interpolation, which ONNX's ``Resize`` has from opset 18
   (``antialias=1``) and for which torch's TorchScript exporter has no symbolic. ``register()`` adds
   one. torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``) needs none.
+
+``export`` exports at ``choose_opset``: the opset asked for once ``check_opset`` passes it, or by
+default opset 17, or 18 where a trunk needs it.
 """
 from __future__ import annotations
 
 import inspect
+from typing import Optional
 
 import torch
 
 MIN_OPSET = 14
 MIN_OPSET_ANTIALIAS = 18
+DEFAULT_OPSET = 17  # what the tools export at unless a trunk needs more
 
 
 def min_opset(model: torch.nn.Module) -> int:
@@ -32,16 +37,28 @@ def check_opset(model: torch.nn.Module, opset: int) -> None:
                          f'which ONNX has from opset {MIN_OPSET_ANTIALIAS}')
 
 
-def export(model: torch.nn.Module, args: tuple, path: str, opset: int, **kwargs) -> None:
-    """``torch.onnx.export`` through the TorchScript-based exporter, after ``check_opset`` and
-    ``register``; ``kwargs`` go to ``torch.onnx.export`` (names, dynamic axes, ...)."""
+def choose_opset(model: torch.nn.Module, opset: Optional[int] = None) -> int:
+    """``opset`` once ``check_opset`` passes it; ``None``: DEFAULT_OPSET, or more where
+    ``model``'s trunks need it."""
+    if opset is None:
+        return max(DEFAULT_OPSET, min_opset(model))
     check_opset(model, opset)
+    return opset
+
+
+def export(model: torch.nn.Module, args: tuple, path: str, opset: Optional[int] = None,
+           **kwargs) -> int:
+    """``torch.onnx.export`` through the TorchScript-based exporter at ``choose_opset(model,
+    opset)``, after ``register``; ``kwargs`` go to ``torch.onnx.export`` (names, dynamic axes,
+    ...). Returns the opset."""
+    opset = choose_opset(model, opset)
     register()
     # torch >= 2.5 has both exporters behind one function (the dynamo one is the default from
     # 2.9 on); older ones have only the TorchScript-based one and no `dynamo` argument.
     if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
         kwargs['dynamo'] = False
     torch.onnx.export(model, args, path, opset_version=opset, **kwargs)
+    return opset
 
 
 def _bicubic_antialias(g, x, output_size, align_corners, scale_factors):
@@ -71,5 +88,5 @@ def register() -> None:
                                            MIN_OPSET_ANTIALIAS)
 
 
-__all__ = ['MIN_OPSET', 'MIN_OPSET_ANTIALIAS', 'check_opset', 'export', 'min_opset',
-           'register']
+__all__ = ['DEFAULT_OPSET', 'MIN_OPSET', 'MIN_OPSET_ANTIALIAS', 'check_opset', 'choose_opset',
+           'export', 'min_opset', 'register']

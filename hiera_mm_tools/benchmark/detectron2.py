@@ -21,7 +21,6 @@ from . import environment
 
 CONFIG = 'detectron2/mask_rcnn_hiera_t_3x.py'  # shipped with hiera_mm (hiera_mm.configs)
 OPTIONS = ('model.roi_heads.box_predictor.test_score_thresh=0.0',)
-OPSET = 17
 
 
 def why_no_detectron2():
@@ -85,14 +84,14 @@ def build_onnxruntime(name, args, with_cp=False):
         adapter = make_adapter(model, example)
         names = output_names(adapter, len(adapter(example)))  # sets outputs_schema
         path = osp.join(folder, 'model.onnx')
-        export_onnx(adapter, example, path, OPSET, names)
+        opset = export_onnx(adapter, example, path, None, names)
         exported = ExportedModel(path, 'onnx', adapter.outputs_schema)  # the session holds it
 
     def instances(x):
         return exported.raw(as_image(x))
     contender = Contender(name, model, lambda x: _fields(instances(x)),
                           f'onnxruntime {ort.__version__} CPU, {CONFIG} (arch {args.arch!r}) '
-                          f'through TracingAdapter, opset {OPSET}, dynamic size, recorded at '
+                          f'through TracingAdapter, opset {opset}, dynamic size, recorded at '
                           f'{args.size[0]}x{args.size[1]}, score threshold 0')
     contender.instances = instances
     return contender

@@ -5,7 +5,7 @@ model interface, and the check of an export against PyTorch: the code path of
 and of the benchmark's ``d2-mask-rcnn-onnxruntime`` row.
 
 The ONNX export uses the TorchScript-based exporter (``dynamo=False``) with dynamic height and
-width, at opset 17 by default: the backbone's attention needs opset 14
+width, at opset 17 by default (18 for abswin trunks): the backbone's attention needs opset 14
 (``scaled_dot_product_attention``), Detectron2's aligned RoIAlign (``ROIAlignV2``) opset 16.
 """
 from __future__ import annotations
@@ -27,31 +27,32 @@ from .runtime import onnxruntime_session
 logger = logging.getLogger('detectron2')
 
 FORMATS = {'onnx': 'model.onnx', 'torchscript': 'model.ts'}
-DEFAULT_OPSET = 17
 MIN_OPSET_ALIGNED_ROI = 16  # RoiAlign with coordinate_transformation_mode='half_pixel'
 
 
-def check_model_opset(model, fmt: str, opset: int) -> None:
-    """Refuse an ONNX opset that would export this model wrongly: the Hiera trunk's own minimum
-    (``hiera_mm.models.onnx.check_opset``), and RoIAlign: ONNX's RoiAlign has the
-    half-pixel alignment of Detectron2's ``ROIAlignV2`` (``aligned=True``, the R-CNN default)
-    only from opset 16; torchvision exports it at opsets 11-15 with a warning and boxes that
-    differ (measured on the toy model at opset 14: up to 42 px, mask IoU down to 0)."""
+def choose_model_opset(model, opset: Optional[int] = None) -> int:
+    """The opset to export ``model`` at: ``opset`` where it exports the model rightly, by
+    default ``hiera_mm.models.onnx.choose_opset`` (17, or 18 for abswin trunks). Refused
+    (ValueError, with the opset to use): an opset below the Hiera trunk's own minimum
+    (``hiera_mm.models.onnx.check_opset``), and one without aligned RoIAlign: ONNX's RoiAlign
+    has the half-pixel alignment of Detectron2's ``ROIAlignV2`` (``aligned=True``, the R-CNN
+    default) only from opset 16; torchvision exports it at opsets 11-15 with a warning and boxes
+    that differ (measured on the toy model at opset 14: up to 42 px, mask IoU down to 0)."""
     from detectron2.layers import ROIAlign
 
-    if fmt != 'onnx':
-        return
+    default = hiera_onnx.choose_opset(model)
     try:
-        hiera_onnx.check_opset(model, opset)  # the trunk's own needs (abswin: 18)
+        opset = hiera_onnx.choose_opset(model, opset)  # the trunk's own needs (abswin: 18)
     except ValueError as err:
-        raise ValueError(f'--{err}. Use --opset {max(DEFAULT_OPSET, hiera_onnx.min_opset(model))}')
+        raise ValueError(f'--{err}. Use --opset {default} (the default)')
     if opset < MIN_OPSET_ALIGNED_ROI and any(
             isinstance(m, ROIAlign) and m.aligned for m in model.modules()):
         raise ValueError(
             f'--opset {opset}: the model pools with ROIAlignV2 (RoIAlign, aligned=True), which '
             f'ONNX has from opset {MIN_OPSET_ALIGNED_ROI} (coordinate_transformation_mode '
             f'half_pixel); at opset {opset} the boxes and masks come out wrong. Use --opset '
-            f'{DEFAULT_OPSET} (the default)')
+            f'{default} (the default)')
+    return opset
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,11 +89,13 @@ def output_names(adapter: TracingAdapter, num_outputs: int) -> list[str]:
     return [f'output_{i}' for i in range(num_outputs)]
 
 
-def export_onnx(adapter, image, path: str, opset: int, names) -> None:
+def export_onnx(adapter, image, path: str, opset: Optional[int], names) -> int:
+    """``adapter`` to ONNX at ``path``, dynamic in height and width; returns the opset."""
     axes = {'image': {1: 'height', 2: 'width'}}
     axes.update({n: {0: 'detections'} for n in names if n != 'image_size'})
-    hiera_onnx.export(adapter, (image,), path, opset, input_names=['image'],
-                      output_names=list(names), dynamic_axes=axes, do_constant_folding=True)
+    return hiera_onnx.export(adapter, (image,), path, choose_model_opset(adapter, opset),
+                             input_names=['image'], output_names=list(names), dynamic_axes=axes,
+                             do_constant_folding=True)
 
 
 def export_torchscript(adapter, image, path: str) -> None:

@@ -37,7 +37,6 @@ from hiera_mm.models import onnx as hiera_onnx
 
 from .runtime import onnxruntime_session
 
-DEFAULT_OPSET = 17
 INPUT_NAME = 'input'
 SEG_OUTPUTS = ('logits', 'labels')
 
@@ -288,21 +287,22 @@ def build_graph(model: nn.Module, framework: str, seg_outputs: Sequence[str] = S
 
 
 def export_onnx(graph: ExportedGraph, example: torch.Tensor, path: str,
-                opset: int = DEFAULT_OPSET) -> dict:
-    """Export with torch.onnx's TorchScript-based exporter (``dynamo=False``); returns what the
-    export took: seconds, file bytes and the distinct tracer warnings (Python values the trace
-    fixed at the example's size; none come from the Hiera trunk)."""
-    hiera_onnx.check_opset(graph.module, opset)
+                opset: Optional[int] = None) -> dict:
+    """Export with torch.onnx's TorchScript-based exporter (``dynamo=False``) at
+    ``hiera_mm.models.onnx.choose_opset(graph.module, opset)``; returns what the export took:
+    seconds, file bytes, the opset and the distinct tracer warnings (Python values the trace fixed
+    at the example's size; none come from the Hiera trunk)."""
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter('always', torch.jit.TracerWarning)
-        hiera_onnx.export(graph.module, (example, ), path, opset, input_names=[INPUT_NAME],
-                          output_names=graph.output_names, dynamic_axes=graph.dynamic_axes,
-                          do_constant_folding=True)
+        opset = hiera_onnx.export(graph.module, (example, ), path, opset,
+                                  input_names=[INPUT_NAME], output_names=graph.output_names,
+                                  dynamic_axes=graph.dynamic_axes, do_constant_folding=True)
     seconds = time.perf_counter() - start
     tracer = sorted({f'{w.filename}:{w.lineno}: {str(w.message).splitlines()[0][:120]}'
                      for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
-    return dict(seconds=seconds, bytes=os.path.getsize(path), tracer_warnings=tracer)
+    return dict(seconds=seconds, bytes=os.path.getsize(path), opset=opset,
+                tracer_warnings=tracer)
 
 
 # ------------------------------------------------------------------------------------------------

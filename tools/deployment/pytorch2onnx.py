@@ -2,7 +2,7 @@
 """Export a segmentor or a detector with a Hiera backbone to ONNX, and check it with onnxruntime.
 
     python tools/deployment/pytorch2onnx.py CONFIG [--checkpoint CKPT] [--shape H W]
-        [--batch N] [--output FILE.onnx] [--opset 17] [--verify-shape H W] [--image IMG]
+        [--batch N] [--output FILE.onnx] [--opset N] [--verify-shape H W] [--image IMG]
         [--no-verify] [--eval [N]] [--seg-output {both,logits,labels}] [--cfg-options k=v ...]
 
 torch.onnx's TorchScript-based exporter (``dynamo=False``), dynamic batch, height and width.
@@ -45,7 +45,8 @@ def parse_args(argv=None):
                              'takes other sizes too')
     parser.add_argument('--batch', type=int, default=1, help='batch size to export at')
     parser.add_argument('--output', help='ONNX file to write (default: <config name>.onnx)')
-    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (>= 14; default 17)')
+    parser.add_argument('--opset', type=int, help='ONNX opset (>= 14; default 17, or 18 for '
+                        "abswin trunks, whose position embedding resizes with antialiasing)")
     parser.add_argument('--seg-output', choices=['both', 'logits', 'labels'], default='both',
                         help='segmentation: the graph\'s outputs (default both)')
     parser.add_argument('--no-verify', action='store_true',
@@ -69,7 +70,7 @@ def parse_args(argv=None):
             parser.error(f'{name} {shape[0]} {shape[1]}: height and width must be positive')
     if args.batch < 1:
         parser.error(f'--batch {args.batch}: must be at least 1')
-    if args.opset < 14:
+    if args.opset is not None and args.opset < 14:
         parser.error(f'--opset {args.opset}: Hiera\'s attention (scaled_dot_product_attention) '
                      'exports from opset 14 on')
     if not osp.isfile(args.config):
@@ -132,8 +133,13 @@ def main(argv=None):
         raise SystemExit('--eval: only segmentation graphs give predictions to evaluate (the '
                          'detection graph ends at the neck)')
 
+    from hiera_mm.models import onnx as hiera_onnx
     from hiera_mm_tools.export import openmmlab as ex
     model = build_model(cfg, args.checkpoint)
+    try:
+        opset = hiera_onnx.choose_opset(model, args.opset)
+    except ValueError as err:
+        raise SystemExit(f'--{err}: use --opset {hiera_onnx.min_opset(model)} or later')
     outputs = ex.SEG_OUTPUTS if args.seg_output == 'both' else (args.seg_output, )
     image = None
     if args.image:
@@ -146,10 +152,10 @@ def main(argv=None):
         os.makedirs(osp.dirname(output), exist_ok=True)
 
     print(f'exporting {framework} {graph.task} of {osp.basename(args.config)} at '
-          f'{args.batch}x3x{args.shape[0]}x{args.shape[1]}, opset {args.opset} -> {output}')
+          f'{args.batch}x3x{args.shape[0]}x{args.shape[1]}, opset {opset} -> {output}')
     for note in graph.notes:
         print(f'  note: {note}')
-    info = ex.export_onnx(graph, example, output, opset=args.opset)
+    info = ex.export_onnx(graph, example, output, opset=opset)
     print(f'exported in {info["seconds"]:.1f} s, {info["bytes"] / 2**20:.1f} MiB; outputs '
           f'{", ".join(graph.output_names)}; dynamic: batch, height, width')
     if info['tracer_warnings']:

@@ -50,13 +50,14 @@ classes differ, a box or score differs by more than ``--atol`` or a mask IoU is 
 ``--min-mask-iou``.
 
 The ONNX export uses the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) at
-``--opset`` 17 by default; opsets below 14 are refused: the backbone's attention is
-``scaled_dot_product_attention``, which needs opset 14 (Detectron2's own ``export_model.py`` uses
-11). So are 14 and 15 for R-CNNs that pool with ``ROIAlignV2`` (``aligned=True``, Detectron2's
-default): ONNX's RoiAlign has that half-pixel mode from opset 16, and the boxes and masks of an
-opset 14 export came out wrong (up to 42 px off on the toy model). ONNX needs ``onnx``,
-``onnxruntime`` and ``onnxscript`` (``pip install onnx onnxruntime onnxscript``). Exports are
-traced on ``--device`` (default cpu); a TorchScript module traced on a GPU runs on that GPU.
+``--opset`` 17 by default (18 for abswin trunks); opsets below 14 are refused: the backbone's
+attention is ``scaled_dot_product_attention``, which needs opset 14 (Detectron2's own
+``export_model.py`` uses 11). So are 14 and 15 for R-CNNs that pool with ``ROIAlignV2``
+(``aligned=True``, Detectron2's default): ONNX's RoiAlign has that half-pixel mode from opset 16,
+and the boxes and masks of an opset 14 export came out wrong (up to 42 px off on the toy model).
+ONNX needs ``onnx``, ``onnxruntime`` and ``onnxscript`` (``pip install onnx onnxruntime
+onnxscript``). Exports are traced on ``--device`` (default cpu); a TorchScript module traced on a
+GPU runs on that GPU.
 
 The tracing, the export and the check are ``hiera_mm_tools.export.detectron2`` (the benchmark's
 ``d2-mask-rcnn-onnxruntime`` row exports through it too); this script reads the config and the
@@ -83,12 +84,11 @@ from detectron2.utils.logger import setup_logger
 
 import hiera_mm.detectron2  # noqa: F401  (registers the yacs backbone builders)
 from hiera_mm.detectron2 import HieraCheckpointer
-from hiera_mm.models.onnx import MIN_OPSET
+from hiera_mm.models.onnx import DEFAULT_OPSET, MIN_OPSET
 from hiera_mm_tools import d2_runner
 from hiera_mm_tools.export.detectron2 import (  # noqa: F401  (the script's names, as before)
-    DEFAULT_OPSET, FORMATS, MIN_OPSET_ALIGNED_ROI, ExportedModel, check_export,
-    check_model_opset, check_passed, compare, export_onnx, export_torchscript, make_adapter,
-    output_names, raw_inference)
+    FORMATS, MIN_OPSET_ALIGNED_ROI, ExportedModel, check_export, check_passed, choose_model_opset,
+    compare, export_onnx, export_torchscript, make_adapter, output_names, raw_inference)
 
 logger = logging.getLogger('detectron2')
 
@@ -118,10 +118,10 @@ def get_parser() -> argparse.ArgumentParser:
                         'MODEL.WEIGHTS); anything HieraCheckpointer reads')
     p.add_argument('--format', default='onnx', choices=sorted(FORMATS),
                    help='onnx (default; model.onnx) or torchscript (model.ts, torch.jit.trace)')
-    p.add_argument('--opset', type=int, default=DEFAULT_OPSET,
-                   help=f'ONNX opset (default {DEFAULT_OPSET}; at least {MIN_OPSET}, which '
-                        f'scaled_dot_product_attention needs, and {MIN_OPSET_ALIGNED_ROI} for '
-                        "R-CNN's aligned RoIAlign)")
+    p.add_argument('--opset', type=int,
+                   help=f'ONNX opset (default {DEFAULT_OPSET}, 18 for abswin trunks; at least '
+                        f'{MIN_OPSET}, which scaled_dot_product_attention needs, and '
+                        f"{MIN_OPSET_ALIGNED_ROI} for R-CNN's aligned RoIAlign)")
     p.add_argument('--output', required=True, help='folder for the exported model and report')
     p.add_argument('--sample-image', default=None, metavar='PATH',
                    help="image to trace with (default: the first image of the config's test "
@@ -154,7 +154,7 @@ def check_args(args) -> None:
         raise ValueError(f"--format {args.format!r} is not supported: use one of "
                          f"{', '.join(sorted(FORMATS))}")
     if args.format == 'onnx':
-        if args.opset < MIN_OPSET:
+        if args.opset is not None and args.opset < MIN_OPSET:
             raise ValueError(
                 f'--opset {args.opset} is too old: the Hiera backbone\'s attention exports as '
                 f'scaled_dot_product_attention, which needs ONNX opset {MIN_OPSET} or newer '
@@ -399,7 +399,8 @@ def main(argv=None) -> dict:
         d2_runner.register_datasets(args.register)
         setup = load_setup(args.config_file, args.opts, args.device)
         try:
-            check_model_opset(setup.model, args.format, args.opset)
+            if args.format == 'onnx':
+                args.opset = choose_model_opset(setup.model, args.opset)
         except ValueError as err:
             get_parser().error(str(err))
         weights = args.weights if args.weights is not None else setup.weights
