@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib
 import json
 import os
 import os.path as osp
@@ -52,6 +51,7 @@ import traceback
 import torch
 
 from hiera_mm.archs import ARCH_SETTINGS
+from hiera_mm_tools.benchmark.environment import has_module, module_version
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The training iterations run before the speed rows, whose torch.compile rows stop at --budget-s.
@@ -145,13 +145,6 @@ def autocast(device, dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def has_module(name):
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def randomize_(model, seed=0, std=0.05):
     """Non-trivial random weights (norm gains near 1, everything else around 0) so that a parity
     check cannot pass by luck."""
@@ -182,10 +175,7 @@ def environment(args, device):
         env.update(device_name='CPU (no GPU was used)', threads=torch.get_num_threads())
     for name in ('transformers', 'timm', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'detectron2',
                  'sam2'):
-        try:
-            env[name] = getattr(importlib.import_module(name), '__version__', 'installed')
-        except Exception as err:  # noqa: BLE001 - any import failure is reported, not fatal
-            env[name] = f'not available ({type(err).__name__})'
+        env[name] = module_version(name) or 'not installed'
     return env
 
 

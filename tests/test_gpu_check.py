@@ -35,6 +35,11 @@ def test_quick_cpu_run_passes_and_writes_json_and_markdown(quick_run):
                                                      'train'}
     assert md.startswith('GPU check on **CPU (no GPU was used)**')
     assert md.count('\n| ') == len(data['rows']) + 1  # header + one line per row
+    # the versions of what ran, as pip reports them (mmseg's distribution is mmsegmentation)
+    from importlib.metadata import version
+    assert data['env']['torch'] == torch.__version__
+    assert data['env']['mmdet'] == version('mmdet') and data['env']['mmseg'] == version(
+        'mmsegmentation') and data['env']['transformers'] == version('transformers')
 
 
 def test_parity_with_transformers_within_1e4(quick_run):

@@ -33,6 +33,27 @@ def import_error(module: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _distributions() -> dict:
+    from importlib import metadata
+    return metadata.packages_distributions()  # reads every installed distribution's file list
+
+
+def module_version(module: str) -> str | None:
+    """The installed version of the distribution that provides ``module`` (``sam2`` -> SAM-2's),
+    from the package metadata, without importing it; 'installed' where no metadata names it; None
+    where the module is not there."""
+    if not has_module(module):
+        return None
+    from importlib import metadata
+    for dist in _distributions().get(module, [module]):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return 'installed'
+
+
 def cpu_model() -> str:
     try:
         with open('/proc/cpuinfo') as f:
