@@ -647,6 +647,11 @@ def train_detectron2(report, args, device, work, coco, dtype_name):
 
 
 def check_train(report, args, device):
+    if not osp.isfile(osp.join(REPO_ROOT, 'tools', 'train.py')):  # hiera_mm_tools from a wheel
+        report.add('train', 'AMP training iterations', SKIP,
+                   f'they run tools/train.py and configs/toy of a checkout, and {REPO_ROOT} is '
+                   'none: run tools/analysis_tools/gpu_check.py from a hiera_mm clone')
+        return
     missing = [m for m in ('mmdet', 'mmseg', 'detectron2') if not has_module(m)]
     with tempfile.TemporaryDirectory(prefix='gpu_check_train_') as work:
         coco, seg = toy_data(work)

@@ -99,6 +99,18 @@ def test_sdpa_check_fails_loudly_without_a_fused_kernel():
     assert error and 'No viable backend' in error
 
 
+def test_train_section_outside_a_checkout_says_so(tmp_path, monkeypatch):
+    """hiera_mm_tools installed from a wheel has no tools/train.py beside it: the training rows
+    are one skipped row that names the fix, not failures."""
+    from hiera_mm_tools import gpu_check
+    monkeypatch.setattr(gpu_check, 'REPO_ROOT', str(tmp_path))
+    report = gpu_check.Report(gpu_check.parse_args(['--device', 'cpu', '--quick']))
+    gpu_check.check_train(report, report.args, torch.device('cpu'))
+    assert [(r['check'], r['status']) for r in report.rows] == [
+        ('AMP training iterations', 'skipped')]
+    assert 'from a hiera_mm clone' in report.rows[0]['note']
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message without a GPU')
 def test_cuda_without_a_gpu_names_the_cpu_command():
     proc = subprocess.run([sys.executable, GPU_CHECK, '--sections', 'env'], capture_output=True,
