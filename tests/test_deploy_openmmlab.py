@@ -330,13 +330,15 @@ def test_mmdeploy_exports_hiera_mask_rcnn_and_upernet_with_dynamic_shapes(tmp_pa
     assert [r['shape'] for r in out['seg']] == [[1, 96, 128], [1, 75, 130], [1, 161, 97]]
     assert all(r['equal'] >= 0.999 for r in out['seg']), out['seg']
     for r in out['det']:
-        # Paired detections agree (measured: boxes up to 0.66 px apart, scores up to 3e-7); the
-        # random model's large box deltas go through mmdeploy's own decoding and clipping.
-        assert r['dets'][0] == r['dets'][1] > 0 and r['box'] <= 1.0 and r['score'] <= 1e-5, r
+        # Paired detections agree (measured: boxes up to 0.66 px apart, scores up to 3e-7, 1.3e-5
+        # with a ResNet-18); the random model's large box deltas go through mmdeploy's own
+        # decoding and clipping.
+        assert r['dets'][0] == r['dets'][1] > 0 and r['box'] <= 1.0 and r['score'] <= 1e-4, r
     for r in out['det'][:2]:
         # No padding: almost all detections pair up. mmdeploy's RPN rewrite runs one NMS over
         # all pyramid levels where mmdet's runs one per level, so now and then a proposal differs
         # and with it a final detection (28 random models: 20/20 paired in 53 of 56 images, 19,
-        # 19 and 17 in the others). Where mmdet pads the image, mmdeploy also clips proposals to
-        # the padded size (4 to 20 of 20 paired), so no pair count is asked there.
+        # 19 and 17 in the others; a ResNet-18 in the same config: 12 to 20 in 6 models). Where
+        # mmdet pads the image, mmdeploy also clips proposals to the padded size (4 to 20 of 20
+        # paired), so no pair count is asked there.
         assert r['matched'] >= 15, r
