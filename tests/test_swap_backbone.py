@@ -424,6 +424,32 @@ def test_refuses_outputs_that_are_not_maps(tmp_path):
         swap(str(path))
 
 
+class AnisotropicNet(torch.nn.Module):
+    """Maps strided 8 in height and 4 in width (e.g. a text-line backbone): their width alone
+    would read as stride 4."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 3, stride=(8, 4), padding=1)
+
+    def forward(self, x):
+        return (self.conv(x),)
+
+
+def test_refuses_maps_strided_differently_in_height_and_width(tmp_path):
+    from mmdet.registry import MODELS
+
+    MODELS.register_module(name='AnisotropicNet', module=AnisotropicNet, force=True)
+    path = tmp_path / 'anisotropic.py'
+    path.write_text(
+        "_base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'\n"
+        "model = dict(backbone=dict(_delete_=True, type='AnisotropicNet'),\n"
+        '             neck=dict(in_channels=[16]))\n')
+    with pytest.raises(ValueError, match=r"AnisotropicNet .*hands on maps at strides \('8x4',\) "
+                                         r'.*not at strides 4, 8, 16, 32'):
+        swap(str(path))
+
+
 def test_refuses_maps_off_hiera_strides(tmp_path):
     # a ResNet whose stem is followed by four stride-2 stages: its maps are at 8..64
     path = tmp_path / 'stride64.py'

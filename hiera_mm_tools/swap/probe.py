@@ -113,9 +113,16 @@ def _run(registry, backbone: dict, framework: str, btype: str, config: str) -> t
         raise ValueError(
             f'backbone {btype} of {config} hands on {kinds}, not feature maps (N, C, H, W) '
             "like Hiera's stages; edit the config by hand.")
-    strides = tuple(size // o.shape[-1] if size % o.shape[-1] == 0 and o.shape[-2] == o.shape[-1]
-                    else size / o.shape[-1] for o in outs)
-    return strides, tuple(int(o.shape[1]) for o in outs)
+    return tuple(_stride(size, o.shape[-2], o.shape[-1]) for o in outs), \
+        tuple(int(o.shape[1]) for o in outs)
+
+
+def _stride(size: int, height: int, width: int):
+    """A map's stride on a square input: an int where it divides the input evenly, else the
+    ratio; 'HxW' where height and width are strided differently (no Hiera stage is)."""
+    if height != width:
+        return f'{size / height:g}x{size / width:g}'
+    return size // width if size % width == 0 else size / width
 
 
 def probe_backbone(backbone: dict, config: str, framework: str,
