@@ -411,17 +411,23 @@ class PooledNet(torch.nn.Module):
         return (self.conv(x).mean((2, 3)),)
 
 
-def test_refuses_outputs_that_are_not_maps(tmp_path):
+def swap_one_output_backbone(module, channels, tmp_path):
+    """Swaps DETR's config with ``module`` (registered) as its backbone and a neck reading one
+    map of ``channels``."""
     from mmdet.registry import MODELS
 
-    MODELS.register_module(name='PooledNet', module=PooledNet, force=True)
-    path = tmp_path / 'pooled.py'
+    MODELS.register_module(name=module.__name__, module=module, force=True)
+    path = tmp_path / 'one_output.py'
     path.write_text(
         "_base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'\n"
-        "model = dict(backbone=dict(_delete_=True, type='PooledNet'),\n"
-        '             neck=dict(in_channels=[8]))\n')
+        f"model = dict(backbone=dict(_delete_=True, type='{module.__name__}'),\n"
+        f'             neck=dict(in_channels=[{channels}]))\n')
+    return swap(str(path))
+
+
+def test_refuses_outputs_that_are_not_maps(tmp_path):
     with pytest.raises(ValueError, match=r'PooledNet .*hands on \[\(1, 8\)\], not feature maps'):
-        swap(str(path))
+        swap_one_output_backbone(PooledNet, 8, tmp_path)
 
 
 class AnisotropicNet(torch.nn.Module):
@@ -437,17 +443,9 @@ class AnisotropicNet(torch.nn.Module):
 
 
 def test_refuses_maps_strided_differently_in_height_and_width(tmp_path):
-    from mmdet.registry import MODELS
-
-    MODELS.register_module(name='AnisotropicNet', module=AnisotropicNet, force=True)
-    path = tmp_path / 'anisotropic.py'
-    path.write_text(
-        "_base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'\n"
-        "model = dict(backbone=dict(_delete_=True, type='AnisotropicNet'),\n"
-        '             neck=dict(in_channels=[16]))\n')
     with pytest.raises(ValueError, match=r"AnisotropicNet .*hands on maps at strides \('8x4',\) "
                                          r'.*not at strides 4, 8, 16, 32'):
-        swap(str(path))
+        swap_one_output_backbone(AnisotropicNet, 16, tmp_path)
 
 
 def test_refuses_maps_off_hiera_strides(tmp_path):
