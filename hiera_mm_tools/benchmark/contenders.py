@@ -256,11 +256,10 @@ def build_onnxruntime(name, args, with_cp=False):
     model = build_hiera_trunk(args.arch, attention, global_blocks).eval()
     divisor = model.size_divisor
     example = pad_to(torch.zeros(args.batch, 3, *args.size), divisor)
-    opset = max(17, hiera_onnx.min_opset(model))
     with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         path = osp.join(folder, 'trunk.onnx')  # a file: large archs exceed protobuf's 2 GB
-        hiera_onnx.export(model, (example,), path, opset, input_names=['images'],
-                          dynamic_axes={'images': {0: 'batch', 2: 'height', 3: 'width'}})
+        opset = hiera_onnx.export(model, (example,), path, input_names=['images'],
+                                  dynamic_axes={'images': {0: 'batch', 2: 'height', 3: 'width'}})
         session = onnxruntime_session(path)
 
     def run(x):
