@@ -255,6 +255,7 @@ def images(folder, shapes, seed):
         Image.fromarray(img).save(paths[-1])
     return paths
 
+
 def match(got, ref, max_px=1.0):
     """Pairs each PyTorch detection with the unused onnxruntime one of its label whose box is
     nearest (at most max_px away in any coordinate); returns the pair count and the largest box
@@ -312,8 +313,8 @@ def test_mmdeploy_exports_hiera_mask_rcnn_and_upernet_with_dynamic_shapes(tmp_pa
     against PyTorch: the toy UperNet (label maps equal at every size, thanks to hiera_mm's
     adaptive-pooling rewrite) and the toy Mask R-CNN (detections paired by label and box have
     the same scores; where the resized image needs no padding nearly all of them pair up, while
-    where mmdet pads it, mmdeploy's own post-processing makes more of them differ, with a
-    ResNet-18 as much as with Hiera (measured))."""
+    where mmdet pads it, mmdeploy's own post-processing makes more of them differ; a ResNet-18
+    in the same config pairs up no better (measured))."""
     if not osp.isfile(MMDEPLOY_PYTHON):
         pytest.skip('no .venv-mmdeploy: bash tools/deployment/setup_mmdeploy_env.sh builds it')
     for name, base, options in (('seg', SEG_TOY, SEG_TINY), ('det', DET_TOY, DET_TINY)):
